@@ -1,0 +1,189 @@
+"""`Job`: the handle a caller holds while an operation runs in the background."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+from virtjob.errors import InvalidArgError, JobCancelledError, NoJobError, VirtError
+from virtjob.jobs.protocol import JobDriver
+from virtjob.jobs.types import JobInfo, JobKind, JobState
+
+log = logging.getLogger("virtjob.jobs")
+
+ResultAdapter = Callable[[object], object]
+
+
+class Job:
+    """A handle on one asynchronous job, local or remote.
+
+    Every method is thread-safe and asks the job driver for fresh state; the handle itself holds
+    nothing but the job's identity. Handles for the same job compare equal. Used as a context
+    manager, the job is destroyed on exit: after waiting for it when the block ends normally, or
+    after cancelling it and waiting when the block raises.
+    """
+
+    __slots__ = ("_adapt", "_driver", "_id", "_kind", "_subject")
+
+    def __init__(
+        self,
+        driver: JobDriver,
+        job_id: str,
+        kind: JobKind,
+        subject: str,
+        *,
+        result_adapter: ResultAdapter | None = None,
+    ) -> None:
+        self._driver = driver
+        self._id = job_id
+        self._kind = kind
+        self._subject = subject
+        self._adapt = result_adapter
+
+    @property
+    def id(self) -> str:
+        """The job's id: a string, unique on its host."""
+        return self._id
+
+    @property
+    def kind(self) -> JobKind:
+        """What operation the job performs."""
+        return self._kind
+
+    @property
+    def subject(self) -> str:
+        """The name of the domain or network the job acts on, or the path it reads."""
+        return self._subject
+
+    @property
+    def driver(self) -> JobDriver:
+        """The job driver that runs this job."""
+        return self._driver
+
+    def with_result_adapter(self, adapt: ResultAdapter) -> Job:
+        """Return a handle on the same job whose results pass through `adapt` first."""
+        return Job(self._driver, self._id, self._kind, self._subject, result_adapter=adapt)
+
+    def info(self) -> JobInfo:
+        """Return a snapshot of the job's progress. Raises `NoJobError` once destroyed."""
+        return self._driver.job_info(self._id)
+
+    def cancel(self) -> None:
+        """Ask the job to stop and return at once.
+
+        A queued job becomes CANCELLED at once; a running one is asked to stop and may still
+        succeed; a finished one is left as it is. Raises `NoJobError` once destroyed.
+        """
+        self._driver.job_cancel(self._id)
+
+    def wait(self, timeout: float | None = None) -> JobInfo:
+        """Block until the job is final and return its last info.
+
+        Does not raise the job's error. Raises `JobTimeoutError` (a `TimeoutError`) when
+        `timeout` seconds pass first, and `NoJobError` once destroyed.
+        """
+        return self._driver.job_wait(self._id, timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job and return its result.
+
+        Raises the job's `VirtError` if it failed, `JobCancelledError` if it was cancelled,
+        `JobTimeoutError` if `timeout` passes first, `NoJobError` once destroyed.
+        """
+        self.wait(timeout)
+        outcome = self._driver.job_outcome(self._id)
+        assert outcome is not None  # wait() returned, so the job is final
+        if outcome.state is JobState.SUCCEEDED:
+            return self._adapted(outcome.result)
+        if outcome.state is JobState.CANCELLED:
+            raise JobCancelledError(
+                f"job {self._id} ({self._kind} of {self._subject!r}) was cancelled"
+            )
+        assert outcome.error is not None
+        raise outcome.error
+
+    def domain(self) -> Any:
+        """Return the domain made by a succeeded create, start or restore job, else None."""
+        return self._result_if(self._kind.yields_domain)
+
+    def network(self) -> Any:
+        """Return the network made by a succeeded network create or start job, else None."""
+        return self._result_if(self._kind.yields_network)
+
+    def error(self) -> VirtError | None:
+        """Return the error of a FAILED job, else None. Raises `NoJobError` once destroyed."""
+        outcome = self._driver.job_outcome(self._id)
+        return outcome.error if outcome is not None else None
+
+    def watch(self, interval: float = 0.1) -> Iterator[JobInfo]:
+        """Yield a `JobInfo` per observed change, ending with the final one.
+
+        Changes closer together than `interval` seconds are coalesced into one; the final info
+        is delivered without delay. Raises `InvalidArgError` for a negative interval.
+        """
+        if not interval >= 0:
+            raise InvalidArgError(f"watch interval must be >= 0 seconds, got {interval!r}")
+        return self._driver.job_watch(self._id, interval)
+
+    def add_done_callback(self, fn: Callable[[Job], object]) -> None:
+        """Call `fn(job)` once when the job is final.
+
+        If it already is, `fn` runs before this returns, in the caller's thread. Exceptions
+        from `fn` are logged, not raised. Raises `NoJobError` once destroyed.
+        """
+
+        def call() -> None:
+            try:
+                fn(self)
+            except Exception:
+                log.exception("done callback %r of job %s raised", fn, self._id)
+
+        self._driver.job_add_done_callback(self._id, call)
+
+    def destroy(self) -> None:
+        """Release the job's record; afterwards every call on it raises `NoJobError`.
+
+        Raises `OperationInvalidError` while the job is not final.
+        """
+        self._driver.job_destroy(self._id)
+
+    def _result_if(self, wanted: bool) -> Any:
+        if not wanted:
+            return None
+        outcome = self._driver.job_outcome(self._id)
+        if outcome is None or outcome.state is not JobState.SUCCEEDED:
+            return None
+        return self._adapted(outcome.result)
+
+    def _adapted(self, value: object) -> Any:
+        return self._adapt(value) if self._adapt is not None else value
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is not None:
+                self.cancel()
+            self.wait()
+            self.destroy()
+        except NoJobError:
+            pass  # destroyed inside the block already
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Job):
+            return NotImplemented
+        return self._driver is other._driver and self._id == other._id
+
+    def __hash__(self) -> int:
+        return hash((id(self._driver), self._id))
+
+    def __repr__(self) -> str:
+        return f"<Job {self._id} {self._kind} of {self._subject!r}>"

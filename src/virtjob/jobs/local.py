@@ -1,0 +1,265 @@
+"""`LocalJobDriver`: runs jobs on a bounded pool of threads in this process."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from queue import SimpleQueue
+
+from virtjob.errors import (
+    InternalError,
+    InvalidArgError,
+    JobTimeoutError,
+    NoJobError,
+    OperationInvalidError,
+    VirtError,
+)
+from virtjob.jobs.context import JobContext
+from virtjob.jobs.job import Job
+from virtjob.jobs.record import CancelHook, JobRecord, Worker
+from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
+
+log = logging.getLogger("virtjob.jobs")
+
+_live_drivers: weakref.WeakSet[LocalJobDriver] = weakref.WeakSet()
+_driver_numbers = itertools.count(1)
+EXIT_GRACE = 10.0
+"""Seconds the interpreter waits at exit for cancelled jobs to wind down."""
+
+
+def _new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class LocalJobDriver:
+    """Runs jobs on up to `max_jobs` threads; jobs beyond that wait in a FIFO queue.
+
+    Threads are started as work arrives and stay for the next job; they never keep the process
+    alive. At interpreter exit, unfinished jobs are cancelled and given `EXIT_GRACE` seconds to
+    wind down, so nothing is left half-done. `close()` does the same on demand.
+    Implements the `JobDriver` protocol for the `Job` handles it returns.
+    """
+
+    def __init__(
+        self,
+        max_jobs: int = 8,
+        *,
+        id_factory: Callable[[], str] = _new_job_id,
+    ) -> None:
+        """Raises `InvalidArgError` if `max_jobs` is below 1."""
+        if max_jobs < 1:
+            raise InvalidArgError(f"max_jobs must be at least 1, got {max_jobs}")
+        self.max_jobs = max_jobs
+        self._new_id = id_factory
+        self._lock = threading.Lock()
+        self._records: dict[str, JobRecord] = {}
+        self._holders: dict[str, JobRecord] = {}
+        self._queue: SimpleQueue[JobRecord | None] = SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._name = f"virtjob-jobs-{next(_driver_numbers)}"
+        _live_drivers.add(self)
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def start_job(
+        self,
+        kind: JobKind,
+        subject: str,
+        worker: Worker,
+        on_cancel: CancelHook | None = None,
+        *,
+        lock_key: str | None = None,
+    ) -> Job:
+        """Queue `worker(ctx)` as a new job and return its handle at once.
+
+        `on_cancel()` is called once, from the cancelling thread, when a running job is asked
+        to stop (it may run just after the worker has finished). `lock_key`, when given, makes
+        the job exclusive: while another job with the same key is queued or running, this one
+        is refused with `OperationInvalidError` naming that job. Raises `OperationInvalidError`
+        after `close()`.
+        """
+        with self._lock:
+            if self._closed:
+                raise OperationInvalidError(
+                    f"cannot start a {kind} job on {subject!r}: the job driver is closed"
+                )
+            if lock_key is not None:
+                holder = self._holders.get(lock_key)
+                if holder is not None and not holder.state.terminal:
+                    raise OperationInvalidError(
+                        f"{holder.subject!r} is busy with {holder.kind} job {holder.id}"
+                        f" ({holder.state}); wait for it or cancel it first"
+                    )
+            job_id = self._new_id()
+            while job_id in self._records:
+                job_id = self._new_id()
+            record = JobRecord(job_id, kind, subject, worker, on_cancel, lock_key, self._ended)
+            self._records[job_id] = record
+            if lock_key is not None:
+                self._holders[lock_key] = record
+            self._queue.put(record)
+            self._add_thread_if_needed()
+        return Job(self, job_id, kind, subject)
+
+    def _add_thread_if_needed(self) -> None:
+        # Called with self._lock held; an idle thread will pick the job up if there is one.
+        if self._idle.acquire(blocking=False):
+            return
+        if len(self._threads) < self.max_jobs:
+            thread = threading.Thread(
+                target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            record = self._queue.get()
+            if record is None:
+                return
+            if record.begin():
+                self._run(record)
+            self._idle.release()
+
+    @staticmethod
+    def _run(record: JobRecord) -> None:
+        worker = record.worker
+        assert worker is not None
+        ctx = JobContext(record)
+        try:
+            value = worker(ctx)
+        except VirtError as exc:
+            error: VirtError = exc
+        except BaseException as exc:
+            log.error(
+                "worker of job %s (%s of %r) raised",
+                record.id,
+                record.kind,
+                record.subject,
+                exc_info=exc,
+            )
+            error = InternalError(
+                f"job {record.id} ({record.kind} of {record.subject!r}) failed unexpectedly:"
+                f" {type(exc).__name__}: {exc}; this is a bug, see the log for the traceback"
+            )
+            error.__cause__ = exc
+        else:
+            if not record.state.terminal:
+                record.end(JobState.SUCCEEDED, value, None)
+            return
+        if record.state.terminal:
+            log.error("worker of job %s raised after finishing it", record.id, exc_info=error)
+        else:
+            record.end(JobState.FAILED, None, error)
+
+    def _ended(self, record: JobRecord) -> None:
+        if record.lock_key is not None:
+            with self._lock:
+                if self._holders.get(record.lock_key) is record:
+                    del self._holders[record.lock_key]
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def list_jobs(self) -> list[Job]:
+        """Return handles for every job not yet destroyed, oldest first."""
+        with self._lock:
+            records = list(self._records.values())
+        return [Job(self, r.id, r.kind, r.subject) for r in records]
+
+    def lookup_job(self, job_id: str) -> Job:
+        """Return the handle of job `job_id`; raises `NoJobError` if there is none."""
+        record = self._record(job_id)
+        return Job(self, record.id, record.kind, record.subject)
+
+    def _record(self, job_id: str) -> JobRecord:
+        record = self._records.get(job_id)  # a single dict read needs no lock
+        if record is None:
+            raise NoJobError(
+                f"no job with id {job_id!r} on this host; list jobs to see the ids that exist"
+            )
+        return record
+
+    # -- the JobDriver protocol --------------------------------------------------------------
+
+    def job_info(self, job_id: str) -> JobInfo:
+        """Return a snapshot of the job's progress; `NoJobError` if unknown."""
+        return self._record(job_id).info()
+
+    def job_cancel(self, job_id: str) -> None:
+        """Ask the job to stop; `NoJobError` if unknown."""
+        self._record(job_id).request_cancel()
+
+    def job_wait(self, job_id: str, timeout: float | None) -> JobInfo:
+        """Wait for the job to end; `JobTimeoutError` on timeout, `NoJobError` if unknown."""
+        record = self._record(job_id)
+        done, info = record.wait_terminal(timeout)
+        if not done:
+            raise JobTimeoutError(
+                f"job {job_id} ({record.kind} of {record.subject!r}) is still {info.state}"
+                f" after {timeout} s; it goes on: wait again or cancel it"
+            )
+        return info
+
+    def job_watch(self, job_id: str, interval: float) -> Iterator[JobInfo]:
+        """Iterate over the job's changes; `NoJobError` if unknown."""
+        return self._record(job_id).watch(interval)
+
+    def job_outcome(self, job_id: str) -> JobOutcome | None:
+        """Return how the job ended, None while it runs; `NoJobError` if unknown."""
+        return self._record(job_id).outcome()
+
+    def job_add_done_callback(self, job_id: str, fn: Callable[[], None]) -> None:
+        """Call `fn()` when the job ends (at once if it has); `NoJobError` if unknown."""
+        self._record(job_id).add_done_callback(fn)
+
+    def job_destroy(self, job_id: str) -> None:
+        """Forget a finished job; `OperationInvalidError` while it runs, `NoJobError` if unknown."""
+        with self._lock:
+            record = self._record(job_id)
+            state = record.state
+            if not state.terminal:
+                raise OperationInvalidError(
+                    f"job {job_id} ({record.kind} of {record.subject!r}) is still {state};"
+                    f" cancel it or wait for it before destroying it"
+                )
+            del self._records[job_id]
+
+    # -- shutting down -----------------------------------------------------------------------
+
+    def close(self, *, cancel: bool = True, timeout: float | None = None) -> bool:
+        """Stop taking jobs, cancel queued ones and (if `cancel`) running ones, and end the threads.
+
+        Waits up to `timeout` seconds (None: no limit) for running jobs to end and the threads
+        to exit; returns True if they all did. Finished job records stay readable.
+        Calling it again is harmless.
+        """
+        with self._lock:
+            self._closed = True
+            records = list(self._records.values())
+            threads = list(self._threads)
+        for record in records:
+            if cancel or record.state is JobState.QUEUED:
+                record.request_cancel()
+        for _ in threads:
+            self._queue.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
+
+    def __repr__(self) -> str:
+        return f"<LocalJobDriver {self._name} max_jobs={self.max_jobs} jobs={len(self._records)}>"
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for driver in list(_live_drivers):
+        driver.close(cancel=True, timeout=EXIT_GRACE)

@@ -1,0 +1,285 @@
+"""`JobRecord`: the state of one job run in this process, guarded by one Condition.
+
+The record is shared by three parties: the `LocalJobDriver` that queues and runs it, the
+`JobContext` through which the worker reports progress, and the callers who read, wait on and
+cancel it. All fields are read and written under `lock`; `cond` (built on that lock) wakes
+waiters and watchers. Nothing here calls out to user code while holding the lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from threading import Condition, Lock
+from typing import TYPE_CHECKING
+
+from virtjob.errors import InternalError, VirtError
+from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
+
+if TYPE_CHECKING:
+    from virtjob.jobs.context import JobContext
+
+log = logging.getLogger("virtjob.jobs")
+
+Worker = Callable[["JobContext"], object]
+CancelHook = Callable[[], None]
+_monotonic = time.monotonic
+
+
+class JobRecord:
+    """One job's mutable state. Internal to the engine: callers hold `Job`, workers `JobContext`."""
+
+    __slots__ = (
+        "_waiting",
+        "bounded",
+        "callbacks",
+        "cancel_requested",
+        "cond",
+        "created_at",
+        "ended_at",
+        "error",
+        "eta",
+        "eta_at",
+        "id",
+        "initialized",
+        "kind",
+        "lock",
+        "lock_key",
+        "on_cancel",
+        "on_end",
+        "origin_at",
+        "origin_percent",
+        "percent",
+        "percent_at",
+        "processed",
+        "result",
+        "started_at",
+        "state",
+        "subject",
+        "total",
+        "version",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        job_id: str,
+        kind: JobKind,
+        subject: str,
+        worker: Worker,
+        on_cancel: CancelHook | None,
+        lock_key: str | None,
+        on_end: Callable[[JobRecord], None],
+    ) -> None:
+        self.lock = Lock()
+        self.cond = Condition(self.lock)
+        self._waiting = 0
+        self.id = job_id
+        self.kind = kind
+        self.subject = subject
+        self.worker: Worker | None = worker
+        self.on_cancel: CancelHook | None = on_cancel
+        self.lock_key = lock_key
+        self.on_end: Callable[[JobRecord], None] | None = on_end
+        self.state = JobState.QUEUED
+        self.version = 0
+        self.created_at = time.time()
+        self.started_at = 0.0
+        self.ended_at = 0.0
+        self.initialized = False
+        self.bounded = False
+        self.percent: float | None = None
+        self.percent_at = 0.0
+        self.origin_at = 0.0
+        self.origin_percent = 0.0
+        self.eta: float | None = None
+        self.eta_at = -1.0
+        self.processed: int | None = None
+        self.total: int | None = None
+        self.cancel_requested = False
+        self.result: object = None
+        self.error: VirtError | None = None
+        self.callbacks: list[Callable[[], None]] | None = []
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def snapshot(self) -> JobInfo:
+        """Return the current `JobInfo`. The caller holds `lock`."""
+        state = self.state
+        if state is JobState.QUEUED:
+            elapsed = 0.0
+            remaining: float | None = None
+        elif state is JobState.RUNNING:
+            now = _monotonic()
+            elapsed = now - self.started_at
+            remaining = self._remaining(now)
+        else:
+            elapsed = self.ended_at - self.started_at if self.started_at else 0.0
+            remaining = 0.0
+        return JobInfo(
+            state,
+            self.bounded,
+            elapsed,
+            remaining,
+            self.percent,
+            self.processed,
+            self.total,
+            self.cancel_requested,
+        )
+
+    def _remaining(self, now: float) -> float | None:
+        if not self.initialized:
+            return None
+        eta = self.eta
+        if eta is not None and self.eta_at >= self.percent_at:
+            return eta
+        percent = self.percent
+        if (
+            percent is not None
+            and percent > self.origin_percent
+            and self.percent_at > self.origin_at
+        ):
+            rate = (percent - self.origin_percent) / (self.percent_at - self.origin_at)
+            return max(0.0, (100.0 - percent) / rate - (now - self.percent_at))
+        return eta
+
+    def info(self) -> JobInfo:
+        """Return the current `JobInfo`."""
+        with self.lock:
+            return self.snapshot()
+
+    def outcome(self) -> JobOutcome | None:
+        """Return how the job ended, or None while it has not."""
+        with self.lock:
+            if not self.state.terminal:
+                return None
+            return JobOutcome(self.state, self.result, self.error)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Record a change and wake whoever waits for one. The caller holds `lock`."""
+        self.version += 1
+        if self._waiting:
+            self.cond.notify_all()
+
+    def _wait(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait (holding `lock`) until `predicate()` or the timeout; return the predicate."""
+        self._waiting += 1
+        try:
+            return self.cond.wait_for(predicate, timeout)
+        finally:
+            self._waiting -= 1
+
+    def _changed_since(self, version: int) -> bool:
+        return self.version != version
+
+    def wait_terminal(self, timeout: float | None) -> tuple[bool, JobInfo]:
+        """Wait until the job is final; return whether it is and the info at that moment."""
+        with self.lock:
+            done = self.state.terminal or self._wait(lambda: self.state.terminal, timeout)
+            return done, self.snapshot()
+
+    def wait_cancel(self, timeout: float | None) -> bool:
+        """Wait until a cancel is requested or the timeout passes; return whether one was."""
+        with self.lock:
+            return self.cancel_requested or self._wait(lambda: self.cancel_requested, timeout)
+
+    def watch(self, interval: float) -> Iterator[JobInfo]:
+        """Yield the info on every change, at most one per `interval`, ending with the final one."""
+        seen = -1
+        not_before = 0.0
+        while True:
+            with self.lock:
+                if self.version == seen:
+                    self._wait(functools.partial(self._changed_since, seen), None)
+                delay = not_before - _monotonic()
+                if delay > 0 and not self.state.terminal:
+                    self._wait(lambda: self.state.terminal, delay)
+                seen = self.version
+                info = self.snapshot()
+            yield info
+            if info.state.terminal:
+                return
+            not_before = _monotonic() + interval
+
+    # -- changing state --------------------------------------------------------------------
+
+    def begin(self) -> bool:
+        """Move a queued job to RUNNING; return False if it was cancelled meanwhile."""
+        with self.lock:
+            if self.state is not JobState.QUEUED:
+                return False
+            self.state = JobState.RUNNING
+            self.started_at = _monotonic()
+            self.changed()
+            return True
+
+    def request_cancel(self) -> None:
+        """Cancel a queued job at once, or ask a running one to stop (calling `on_cancel` once)."""
+        hook: CancelHook | None = None
+        with self.lock:
+            state = self.state
+            if state.terminal or self.cancel_requested:
+                return
+            self.cancel_requested = True
+            if state is not JobState.QUEUED:
+                hook = self.on_cancel
+                self.changed()
+        if state is JobState.QUEUED:
+            self.end(JobState.CANCELLED, None, None, from_queue=True)
+        elif hook is not None:
+            try:
+                hook()
+            except Exception:
+                log.exception("on_cancel hook of job %s raised", self.id)
+
+    def end(
+        self,
+        state: JobState,
+        result: object,
+        error: VirtError | None,
+        *,
+        from_queue: bool = False,
+    ) -> None:
+        """Make the job final, then run the driver's hook and the done callbacks.
+
+        Raises `InternalError` if the job is already final (a worker finishing twice).
+        """
+        with self.lock:
+            if self.state.terminal:
+                raise InternalError(
+                    f"job {self.id} ({self.kind} of {self.subject}) is already {self.state};"
+                    f" a worker may finish its job only once"
+                )
+            if not from_queue and self.state is JobState.QUEUED:
+                raise InternalError(f"job {self.id} cannot finish before it starts")
+            self.state = state
+            self.ended_at = _monotonic()
+            if state is JobState.SUCCEEDED:
+                self.percent = 100.0
+                self.result = result
+            elif state is JobState.FAILED:
+                self.error = error
+            self.worker = None
+            self.on_cancel = None
+            callbacks, self.callbacks = self.callbacks, None
+            on_end, self.on_end = self.on_end, None
+            self.changed()
+        if on_end is not None:
+            on_end(self)
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:
+                log.exception("done callback of job %s raised", self.id)
+
+    def add_done_callback(self, fn: Callable[[], None]) -> None:
+        """Call `fn()` when the job ends; at once, in this thread, if it already has."""
+        with self.lock:
+            if self.callbacks is not None:
+                self.callbacks.append(fn)
+                return
+        fn()
