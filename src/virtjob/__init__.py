@@ -1,5 +1,8 @@
 """virtjob: virtual machines and networks managed through asynchronous, cancellable jobs."""
 
+from virtjob.connection import Connection, open
+from virtjob.domain import Domain, DomainInfo, DomainState
+from virtjob.drivers.base import Capabilities
 from virtjob.errors import (
     AccessDeniedError,
     AuthError,
@@ -19,13 +22,19 @@ from virtjob.errors import (
     XMLError,
 )
 from virtjob.jobs import Job, JobInfo, JobKind, JobState
+from virtjob.network import Network, NetworkInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",
     "AuthError",
+    "Capabilities",
     "ConnectError",
+    "Connection",
+    "Domain",
+    "DomainInfo",
+    "DomainState",
     "ErrorCode",
     "InternalError",
     "InvalidArgError",
@@ -35,6 +44,8 @@ __all__ = [
     "JobKind",
     "JobState",
     "JobTimeoutError",
+    "Network",
+    "NetworkInfo",
     "NoDomainError",
     "NoJobError",
     "NoNetworkError",
@@ -44,4 +55,5 @@ __all__ = [
     "VirtError",
     "XMLError",
     "__version__",
+    "open",
 ]

@@ -150,10 +150,8 @@ class Job:
         self._driver.job_destroy(self._id)
 
     def _result_if(self, wanted: bool) -> Any:
-        if not wanted:
-            return None
-        outcome = self._driver.job_outcome(self._id)
-        if outcome is None or outcome.state is not JobState.SUCCEEDED:
+        outcome = self._driver.job_outcome(self._id)  # raises NoJobError once destroyed
+        if not wanted or outcome is None or outcome.state is not JobState.SUCCEEDED:
             return None
         return self._adapted(outcome.result)
 

@@ -166,6 +166,14 @@ class LocalJobDriver:
                 if self._holders.get(record.lock_key) is record:
                     del self._holders[record.lock_key]
 
+    def busy_with(self, lock_key: str) -> Job | None:
+        """Return the queued or running job holding `lock_key`, or None if it is free."""
+        with self._lock:
+            holder = self._holders.get(lock_key)
+            if holder is None or holder.state.terminal:
+                return None
+            return Job(self, holder.id, holder.kind, holder.subject)
+
     # -- listing -----------------------------------------------------------------------------
 
     def list_jobs(self) -> list[Job]:

@@ -210,7 +210,9 @@ class JobRecord:
     def begin(self) -> bool:
         """Move a queued job to RUNNING; return False if it was cancelled meanwhile."""
         with self.lock:
-            if self.state is not JobState.QUEUED:
+            if self.state is not JobState.QUEUED or self.cancel_requested:
+                # A cancel requested while queued is being turned into CANCELLED by the
+                # cancelling thread (request_cancel -> end); the worker must not run.
                 return False
             self.state = JobState.RUNNING
             self.started_at = _monotonic()
@@ -270,7 +272,7 @@ class JobRecord:
             self.changed()
         if on_end is not None:
             on_end(self)
-        for callback in callbacks or ():
+        for callback in (callbacks or [])[1:]:
             try:
                 callback()
             except Exception:

@@ -1,0 +1,139 @@
+"""`Domain`: a handle on one virtual machine, thin over its connection's driver."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from virtjob.drivers.base import DomainInfo, DomainRef, DomainState
+from virtjob.jobs import Job
+
+if TYPE_CHECKING:
+    from virtjob.connection import Connection
+
+__all__ = ["Domain", "DomainInfo", "DomainState"]
+
+
+class Domain:
+    """A virtual machine on a host. Handles compare equal when they name the same domain.
+
+    Every method raises `NoDomainError` once the domain no longer exists, and
+    `OperationInvalidError` once the connection is closed. A ``*_job`` method returns a `Job`
+    at once; its synchronous twin waits for the same job, returns its result and leaves no job
+    record behind (Ctrl-C while it waits cancels the job).
+    """
+
+    __slots__ = ("_conn", "_ref")
+
+    def __init__(self, conn: Connection, ref: DomainRef) -> None:
+        self._conn = conn
+        self._ref = ref
+
+    @property
+    def name(self) -> str:
+        """The domain's name, unique on its host."""
+        return self._ref.name
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        """The domain's UUID."""
+        return self._ref.uuid
+
+    @property
+    def id(self) -> int | None:
+        """The id of the running instance, None while the domain is shut off."""
+        return self.info().id
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this handle belongs to."""
+        return self._conn
+
+    def info(self) -> DomainInfo:
+        """Return a snapshot: state, memory, vCPUs, persistence."""
+        return self._conn.driver.domain_info(self._ref)
+
+    def state(self) -> DomainState:
+        """Return the domain's current run state."""
+        return self.info().state
+
+    def is_active(self) -> bool:
+        """True while the domain runs (or is paused)."""
+        return self.info().state.active
+
+    def is_persistent(self) -> bool:
+        """True when the domain has a definition that outlives its run."""
+        return self.info().persistent
+
+    def xml(self) -> str:
+        """Return the domain's XML document."""
+        return self._conn.driver.domain_xml(self._ref)
+
+    # -- jobs and their synchronous twins -----------------------------------------------------
+
+    def start_job(self) -> Job:
+        """Boot this defined, shut-off domain in the background; the job's result is the domain.
+
+        Refused with `OperationInvalidError` when it is already running or busy with a job.
+        """
+        return self._conn.bind(self._conn.driver.start_domain_job(self._ref))
+
+    def start(self) -> Domain:
+        """Boot this domain and return it once running; raises what `start_job` and its job do."""
+        return self._conn.finish(self.start_job())  # type: ignore[no-any-return]
+
+    def save_job(self, path: str) -> Job:
+        """Save the running domain's memory to `path`, then stop it; the job's result is None.
+
+        A cancelled or failed save leaves no file at `path` and the domain as it was.
+        """
+        return self._conn.bind(
+            self._conn.driver.save_domain_job(self._ref, self._conn.check_path(path))
+        )
+
+    def save(self, path: str) -> None:
+        """Save this domain to `path` and stop it; raises what `save_job` and the job raise."""
+        self._conn.finish(self.save_job(path))
+
+    def dump_core_job(self, path: str) -> Job:
+        """Write the domain's memory to `path`; the domain keeps its state. Result: None."""
+        return self._conn.bind(
+            self._conn.driver.dump_core_job(self._ref, self._conn.check_path(path))
+        )
+
+    def dump_core(self, path: str) -> None:
+        """Dump this domain's memory to `path`; raises what `dump_core_job` and the job raise."""
+        self._conn.finish(self.dump_core_job(path))
+
+    # -- immediate operations -------------------------------------------------------------------
+
+    def undefine(self) -> None:
+        """Remove the definition; a running domain goes on as a transient one."""
+        self._conn.driver.undefine_domain(self._ref)
+
+    def destroy(self) -> None:
+        """Stop the domain at once (power off); `OperationInvalidError` if it is not running."""
+        self._conn.driver.domain_destroy(self._ref)
+
+    def shutdown(self) -> None:
+        """Ask the guest to power off cleanly; `OperationInvalidError` if it is not running."""
+        self._conn.driver.domain_shutdown(self._ref)
+
+    def suspend(self) -> None:
+        """Pause the domain's vCPUs; `OperationInvalidError` unless it is running."""
+        self._conn.driver.domain_suspend(self._ref)
+
+    def resume(self) -> None:
+        """Resume a paused domain; `OperationInvalidError` unless it is paused."""
+        self._conn.driver.domain_resume(self._ref)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Domain):
+            return NotImplemented
+        return self._ref.uuid == other._ref.uuid and self._conn.uri == other._conn.uri
+
+    def __hash__(self) -> int:
+        return hash(self._ref.uuid)
+
+    def __repr__(self) -> str:
+        return f"<Domain {self.name!r} {self.uuid}>"

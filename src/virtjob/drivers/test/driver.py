@@ -1,0 +1,353 @@
+"""`TestDriver`: one connection's view of a simulated `TestHost`."""
+
+from __future__ import annotations
+
+from virtjob.config import (
+    format_domain_xml,
+    format_network_xml,
+    parse_domain_xml,
+    parse_network_xml,
+)
+from virtjob.drivers.base import (
+    Capabilities,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    NetworkInfo,
+    NetworkRef,
+)
+from virtjob.drivers.test import workers
+from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork
+from virtjob.errors import OperationInvalidError
+from virtjob.jobs import Job, JobKind
+from virtjob.savefile import SaveFileReader, check_target
+
+CAPABILITIES = Capabilities(
+    driver="test", job_kinds=frozenset(JobKind), networks=True, hypervisor="test"
+)
+
+
+def domain_key(name: str) -> str:
+    """The job lock key of the domain called `name`."""
+    return f"domain:{name}"
+
+
+def network_key(name: str) -> str:
+    """The job lock key of the network called `name`."""
+    return f"network:{name}"
+
+
+class TestDriver:
+    """Implements the driver protocol over a shared `TestHost`; jobs run at `rate` bytes/s."""
+
+    def __init__(self, host: TestHost, rate: int, uri: str) -> None:
+        self.host = host
+        self.rate = rate
+        self.uri = uri
+
+    def close(self) -> None:
+        """Nothing to release: the host and its jobs outlive connections."""
+
+    def capabilities(self) -> Capabilities:
+        """The test driver runs all seven job variants and has networks."""
+        return CAPABILITIES
+
+    def _refuse_if_busy(self, key: str, action: str) -> None:
+        holder = self.host.jobs.busy_with(key)
+        if holder is not None:
+            raise workers.busy_error(
+                action, f"{holder.subject!r} is busy with {holder.kind} job {holder.id}"
+            )
+
+    def _start(self, kind: JobKind, subject: str, key: str, worker: workers.Worker) -> Job:
+        return self.host.jobs.start_job(kind, subject, worker, lock_key=key)
+
+    # -- domains ----------------------------------------------------------------------------
+
+    def list_domains(self) -> list[DomainRef]:
+        """Every domain on the host."""
+        with self.host.lock:
+            return [domain.ref for domain in self.host.domains.values()]
+
+    def lookup_domain(self, key: str) -> DomainRef:
+        """The domain with that name or UUID."""
+        with self.host.lock:
+            return self.host.find_domain(key).ref
+
+    def define_domain(self, xml: str) -> DomainRef:
+        """Define a new domain, or replace the definition of the one with the same name and UUID."""
+        config = parse_domain_xml(xml)
+        with self.host.lock:
+            existing = self.host.domains.get(config.uuid)
+            if existing is not None and existing.config.name == config.name:
+                self._refuse_if_busy(domain_key(config.name), f"redefine domain {config.name!r}")
+                existing.config = config
+                existing.persistent = True
+                return existing.ref
+            self.host.check_domain_clash(config)
+            domain = TestDomain(config, persistent=True)
+            self.host.domains[config.uuid] = domain
+            return domain.ref
+
+    def undefine_domain(self, ref: DomainRef) -> None:
+        """Forget the definition; a running domain goes on as a transient one."""
+        with self.host.lock:
+            domain = self.host.domain(ref)
+            self._refuse_if_busy(domain_key(ref.name), f"undefine domain {ref.name!r}")
+            if not domain.persistent:
+                raise OperationInvalidError(
+                    f"cannot undefine domain {ref.name!r}: it is transient (not defined);"
+                    f" destroy it to remove it"
+                )
+            domain.persistent = False
+            if not domain.state.active:
+                del self.host.domains[ref.uuid]
+
+    def domain_info(self, ref: DomainRef) -> DomainInfo:
+        """A snapshot of the domain."""
+        with self.host.lock:
+            domain = self.host.domain(ref)
+            config = domain.config
+            return DomainInfo(
+                name=config.name,
+                uuid=config.uuid,
+                id=domain.id,
+                state=domain.state,
+                memory=config.memory,
+                current_memory=config.current_memory,
+                vcpus=config.vcpus,
+                persistent=domain.persistent,
+                os_type=config.os_type,
+            )
+
+    def domain_xml(self, ref: DomainRef) -> str:
+        """The domain's XML."""
+        with self.host.lock:
+            return format_domain_xml(self.host.domain(ref).config)
+
+    def _active_domain(self, ref: DomainRef, action: str) -> TestDomain:
+        domain = self.host.domain(ref)
+        self._refuse_if_busy(domain_key(ref.name), f"{action} domain {ref.name!r}")
+        if not domain.state.active:
+            raise OperationInvalidError(
+                f"cannot {action} domain {ref.name!r}: it is {domain.state}; start it first"
+            )
+        return domain
+
+    def domain_destroy(self, ref: DomainRef) -> None:
+        """Power the domain off at once."""
+        with self.host.lock:
+            self.host.stop(self._active_domain(ref, "destroy"))
+
+    def domain_shutdown(self, ref: DomainRef) -> None:
+        """The simulated guest shuts down cleanly and at once."""
+        with self.host.lock:
+            domain = self._active_domain(ref, "shut down")
+            if domain.state is not DomainState.RUNNING:
+                raise OperationInvalidError(
+                    f"cannot shut down domain {ref.name!r}: it is {domain.state}; resume it first"
+                )
+            self.host.stop(domain)
+
+    def domain_suspend(self, ref: DomainRef) -> None:
+        """Pause the domain."""
+        with self.host.lock:
+            domain = self._active_domain(ref, "suspend")
+            if domain.state is not DomainState.RUNNING:
+                raise OperationInvalidError(
+                    f"cannot suspend domain {ref.name!r}: it is {domain.state}, not running"
+                )
+            domain.state = DomainState.PAUSED
+
+    def domain_resume(self, ref: DomainRef) -> None:
+        """Resume a paused domain."""
+        with self.host.lock:
+            domain = self._active_domain(ref, "resume")
+            if domain.state is not DomainState.PAUSED:
+                raise OperationInvalidError(
+                    f"cannot resume domain {ref.name!r}: it is {domain.state}, not paused"
+                )
+            domain.state = DomainState.RUNNING
+
+    def create_domain_job(self, xml: str) -> Job:
+        """Boot a new transient domain in the background."""
+        config = parse_domain_xml(xml)
+        with self.host.lock:
+            self.host.check_domain_clash(config)
+            return self._start(
+                JobKind.DOMAIN_CREATE,
+                config.name,
+                domain_key(config.name),
+                workers.create_domain(self.host, config, self.rate),
+            )
+
+    def start_domain_job(self, ref: DomainRef) -> Job:
+        """Boot a defined domain in the background."""
+        with self.host.lock:
+            domain = self.host.domain(ref)
+            if domain.state.active:
+                raise OperationInvalidError(
+                    f"cannot start domain {ref.name!r}: it is already {domain.state}"
+                )
+            return self._start(
+                JobKind.DOMAIN_START,
+                ref.name,
+                domain_key(ref.name),
+                workers.start_domain(self.host, ref, self.rate),
+            )
+
+    def save_domain_job(self, ref: DomainRef, path: str) -> Job:
+        """Save a running domain to `path` in the background."""
+        check_target(path, f"a save of domain {ref.name!r}")
+        with self.host.lock:
+            domain = self.host.domain(ref)
+            if not domain.state.active:
+                raise OperationInvalidError(
+                    f"cannot save domain {ref.name!r}: it is {domain.state}; start it first"
+                )
+            return self._start(
+                JobKind.DOMAIN_SAVE,
+                ref.name,
+                domain_key(ref.name),
+                workers.save_domain(self.host, ref, path, self.rate),
+            )
+
+    def restore_domain_job(self, path: str) -> Job:
+        """Check the save file at `path` and restore its domain in the background."""
+        with SaveFileReader(path, workers.DRIVER_NAME) as reader:
+            config = workers.check_restore_file(reader)
+        with self.host.lock:
+            workers.restorable(self.host, config)
+            return self._start(
+                JobKind.DOMAIN_RESTORE,
+                config.name,
+                domain_key(config.name),
+                workers.restore_domain(self.host, path, config, self.rate),
+            )
+
+    def dump_core_job(self, ref: DomainRef, path: str) -> Job:
+        """Dump an active domain's memory to `path` in the background."""
+        check_target(path, f"a core dump of domain {ref.name!r}")
+        with self.host.lock:
+            domain = self.host.domain(ref)
+            if not domain.state.active:
+                raise OperationInvalidError(
+                    f"cannot dump domain {ref.name!r}: it is {domain.state}; start it first"
+                )
+            return self._start(
+                JobKind.DOMAIN_DUMP_CORE,
+                ref.name,
+                domain_key(ref.name),
+                workers.dump_core(self.host, ref, path, self.rate),
+            )
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def list_networks(self) -> list[NetworkRef]:
+        """Every network on the host."""
+        with self.host.lock:
+            return [network.ref for network in self.host.networks.values()]
+
+    def lookup_network(self, key: str) -> NetworkRef:
+        """The network with that name or UUID."""
+        with self.host.lock:
+            return self.host.find_network(key).ref
+
+    def define_network(self, xml: str) -> NetworkRef:
+        """Define a new network, or replace the definition of the same name and UUID."""
+        config = parse_network_xml(xml)
+        with self.host.lock:
+            existing = self.host.networks.get(config.uuid)
+            if existing is not None and existing.config.name == config.name:
+                self._refuse_if_busy(network_key(config.name), f"redefine network {config.name!r}")
+                existing.config = config
+                existing.persistent = True
+                return existing.ref
+            self.host.check_network_clash(config)
+            network = TestNetwork(config, persistent=True)
+            self.host.networks[config.uuid] = network
+            return network.ref
+
+    def undefine_network(self, ref: NetworkRef) -> None:
+        """Forget the definition; an active network goes on as a transient one."""
+        with self.host.lock:
+            network = self.host.network(ref)
+            self._refuse_if_busy(network_key(ref.name), f"undefine network {ref.name!r}")
+            if not network.persistent:
+                raise OperationInvalidError(
+                    f"cannot undefine network {ref.name!r}: it is transient (not defined);"
+                    f" destroy it to remove it"
+                )
+            network.persistent = False
+            if not network.active:
+                del self.host.networks[ref.uuid]
+
+    def network_info(self, ref: NetworkRef) -> NetworkInfo:
+        """A snapshot of the network."""
+        with self.host.lock:
+            network = self.host.network(ref)
+            return NetworkInfo(
+                name=network.config.name,
+                uuid=network.config.uuid,
+                active=network.active,
+                persistent=network.persistent,
+                bridge=network.config.bridge,
+                forward_mode=network.config.forward_mode,
+            )
+
+    def network_xml(self, ref: NetworkRef) -> str:
+        """The network's XML."""
+        with self.host.lock:
+            return format_network_xml(self.host.network(ref).config)
+
+    def network_destroy(self, ref: NetworkRef) -> None:
+        """Stop an active network; a transient one disappears."""
+        with self.host.lock:
+            network = self.host.network(ref)
+            self._refuse_if_busy(network_key(ref.name), f"destroy network {ref.name!r}")
+            if not network.active:
+                raise OperationInvalidError(
+                    f"cannot destroy network {ref.name!r}: it is not active"
+                )
+            network.active = False
+            if not network.persistent:
+                del self.host.networks[ref.uuid]
+
+    def create_network_job(self, xml: str) -> Job:
+        """Bring up a new transient network in the background."""
+        config = parse_network_xml(xml)
+        with self.host.lock:
+            self.host.check_network_clash(config)
+            self.host.check_bridge_free(config)
+            return self._start(
+                JobKind.NETWORK_CREATE,
+                config.name,
+                network_key(config.name),
+                workers.create_network(self.host, config, self.rate),
+            )
+
+    def start_network_job(self, ref: NetworkRef) -> Job:
+        """Start a defined network in the background."""
+        with self.host.lock:
+            network = self.host.network(ref)
+            if network.active:
+                raise OperationInvalidError(
+                    f"cannot start network {ref.name!r}: it is already active"
+                )
+            self.host.check_bridge_free(network.config, allow=network)
+            return self._start(
+                JobKind.NETWORK_START,
+                ref.name,
+                network_key(ref.name),
+                workers.start_network(self.host, ref, self.rate),
+            )
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def list_jobs(self) -> list[Job]:
+        """Every job on the host, oldest first."""
+        return self.host.jobs.list_jobs()
+
+    def lookup_job(self, job_id: str) -> Job:
+        """The job with that id."""
+        return self.host.jobs.lookup_job(job_id)
