@@ -121,6 +121,13 @@ class JobContext:
             if r.state is not JobState.RUNNING:
                 log.debug("job %s: update_rel while %s ignored", r.id, r.state)
                 return
+            if remaining is None and processed is None:  # the common case: percent alone
+                if percent is not None and percent > 0 and r.bounded:
+                    value = (r.percent or 0.0) + percent
+                    r.percent = value if value < 100.0 else 100.0
+                    r.percent_at = _monotonic()
+                r.changed()
+                return
             now = _monotonic()
             if processed is not None:
                 r.processed = (r.processed or 0) + processed

@@ -5,9 +5,9 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import secrets
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from queue import SimpleQueue
@@ -17,6 +17,7 @@ from virtjob.errors import (
     InvalidArgError,
     JobTimeoutError,
     NoJobError,
+    OperationFailedError,
     OperationInvalidError,
     VirtError,
 )
@@ -34,7 +35,7 @@ EXIT_GRACE = 10.0
 
 
 def _new_job_id() -> str:
-    return uuid.uuid4().hex[:12]
+    return secrets.token_hex(6)
 
 
 class LocalJobDriver:
@@ -102,11 +103,17 @@ class LocalJobDriver:
             while job_id in self._records:
                 job_id = self._new_id()
             record = JobRecord(job_id, kind, subject, worker, on_cancel, lock_key, self._ended)
+            try:
+                self._add_thread_if_needed()
+            except RuntimeError as exc:  # the system refused a new thread
+                raise OperationFailedError(
+                    f"cannot start a {kind} job on {subject!r}: no thread to run it ({exc});"
+                    f" try again when fewer jobs run"
+                ) from None
             self._records[job_id] = record
             if lock_key is not None:
                 self._holders[lock_key] = record
             self._queue.put(record)
-            self._add_thread_if_needed()
         return Job(self, job_id, kind, subject)
 
     def _add_thread_if_needed(self) -> None:
@@ -117,17 +124,21 @@ class LocalJobDriver:
             thread = threading.Thread(
                 target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
             )
-            self._threads.append(thread)
             thread.start()
+            self._threads.append(thread)
 
     def _work(self) -> None:
         while True:
             record = self._queue.get()
             if record is None:
                 return
-            if record.begin():
-                self._run(record)
-            self._idle.release()
+            try:
+                if record.begin():
+                    self._run(record)
+            except BaseException:  # a callback raising SystemExit must not kill the pool
+                log.exception("job %s: error escaped its worker", record.id)
+            finally:
+                self._idle.release()
 
     @staticmethod
     def _run(record: JobRecord) -> None:
@@ -154,6 +165,8 @@ class LocalJobDriver:
         else:
             if not record.state.terminal:
                 record.end(JobState.SUCCEEDED, value, None)
+            elif value is not None:
+                log.warning("job %s: worker returned a value after finishing; ignored", record.id)
             return
         if record.state.terminal:
             log.error("worker of job %s raised after finishing it", record.id, exc_info=error)
@@ -230,6 +243,7 @@ class LocalJobDriver:
 
     def job_destroy(self, job_id: str) -> None:
         """Forget a finished job; `OperationInvalidError` while it runs, `NoJobError` if unknown."""
+        self._record(job_id).wait_settled()
         with self._lock:
             record = self._record(job_id)
             state = record.state
@@ -249,19 +263,36 @@ class LocalJobDriver:
         to exit; returns True if they all did. Finished job records stay readable.
         Calling it again is harmless.
         """
+        self._shut(cancel=cancel)
+        return self._join(None if timeout is None else time.monotonic() + timeout)
+
+    def _shut(self, *, cancel: bool) -> None:
+        """Stop taking jobs, cancel what should not run on, and tell the threads to exit."""
         with self._lock:
+            first = not self._closed
             self._closed = True
             records = list(self._records.values())
-            threads = list(self._threads)
+            threads = len(self._threads)
         for record in records:
-            if cancel or record.state is JobState.QUEUED:
-                record.request_cancel()
-        for _ in threads:
-            self._queue.put(None)
-        deadline = None if timeout is None else time.monotonic() + timeout
+            record.request_cancel(queued_only=not cancel)
+        if first:
+            for _ in range(threads):
+                self._queue.put(None)
+
+    def _join(self, deadline: float | None) -> bool:
+        """Wait until `deadline` for the threads to exit; return True if they all did."""
+        current = threading.current_thread()
+        with self._lock:
+            threads = [thread for thread in self._threads if thread is not current]
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in threads)
+
+    def unfinished(self) -> list[Job]:
+        """Return the jobs not yet final, oldest first."""
+        with self._lock:
+            records = [r for r in self._records.values() if not r.state.terminal]
+        return [Job(self, r.id, r.kind, r.subject) for r in records]
 
     def __repr__(self) -> str:
         return f"<LocalJobDriver {self._name} max_jobs={self.max_jobs} jobs={len(self._records)}>"
@@ -269,5 +300,13 @@ class LocalJobDriver:
 
 @atexit.register
 def _close_all_at_exit() -> None:
-    for driver in list(_live_drivers):
-        driver.close(cancel=True, timeout=EXIT_GRACE)
+    drivers = list(_live_drivers)
+    for driver in drivers:
+        driver._shut(cancel=True)
+    deadline = time.monotonic() + EXIT_GRACE
+    for driver in drivers:
+        if not driver._join(deadline):
+            stuck = ", ".join(
+                f"{job.id} ({job.kind} of {job.subject!r})" for job in driver.unfinished()
+            )
+            log.warning("exiting with jobs that did not stop within %s s: %s", EXIT_GRACE, stuck)

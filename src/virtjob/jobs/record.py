@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from threading import Condition, Lock
@@ -33,6 +34,7 @@ class JobRecord:
 
     __slots__ = (
         "_waiting",
+        "_watching",
         "bounded",
         "callbacks",
         "cancel_requested",
@@ -55,6 +57,8 @@ class JobRecord:
         "percent_at",
         "processed",
         "result",
+        "settled",
+        "settler",
         "started_at",
         "state",
         "subject",
@@ -74,8 +78,11 @@ class JobRecord:
         on_end: Callable[[JobRecord], None],
     ) -> None:
         self.lock = Lock()
-        self.cond = Condition(self.lock)
+        self.cond: Condition | None = None  # made on the first wait: most jobs never need one
         self._waiting = 0
+        self._watching = 0
+        self.settled = False
+        self.settler = 0
         self.id = job_id
         self.kind = kind
         self.subject = subject
@@ -134,7 +141,7 @@ class JobRecord:
             return None
         eta = self.eta
         if eta is not None and self.eta_at >= self.percent_at:
-            return eta
+            return max(0.0, eta - (now - self.eta_at))
         percent = self.percent
         if (
             percent is not None
@@ -143,7 +150,7 @@ class JobRecord:
         ):
             rate = (percent - self.origin_percent) / (self.percent_at - self.origin_at)
             return max(0.0, (100.0 - percent) / rate - (now - self.percent_at))
-        return eta
+        return None if eta is None else max(0.0, eta - (now - self.eta_at))
 
     def info(self) -> JobInfo:
         """Return the current `JobInfo`."""
@@ -159,19 +166,30 @@ class JobRecord:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def changed(self) -> None:
-        """Record a change and wake whoever waits for one. The caller holds `lock`."""
+    def changed(self, *, wake_all: bool = False) -> None:
+        """Record a change and wake the watchers. The caller holds `lock`.
+
+        Progress reports wake only threads watching every change; `wake_all` (for state
+        changes and cancel requests) also wakes those waiting for the end or for a cancel.
+        """
         self.version += 1
-        if self._waiting:
+        if self._watching or (wake_all and self._waiting):
+            assert self.cond is not None
             self.cond.notify_all()
 
-    def _wait(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+    def _wait(
+        self, predicate: Callable[[], bool], timeout: float | None, *, watching: bool = False
+    ) -> bool:
         """Wait (holding `lock`) until `predicate()` or the timeout; return the predicate."""
+        if self.cond is None:
+            self.cond = Condition(self.lock)
         self._waiting += 1
+        self._watching += watching
         try:
             return self.cond.wait_for(predicate, timeout)
         finally:
             self._waiting -= 1
+            self._watching -= watching
 
     def _changed_since(self, version: int) -> bool:
         return self.version != version
@@ -194,7 +212,7 @@ class JobRecord:
         while True:
             with self.lock:
                 if self.version == seen:
-                    self._wait(functools.partial(self._changed_since, seen), None)
+                    self._wait(functools.partial(self._changed_since, seen), None, watching=True)
                 delay = not_before - _monotonic()
                 if delay > 0 and not self.state.terminal:
                     self._wait(lambda: self.state.terminal, delay)
@@ -216,20 +234,25 @@ class JobRecord:
                 return False
             self.state = JobState.RUNNING
             self.started_at = _monotonic()
-            self.changed()
+            self.changed(wake_all=True)
             return True
 
-    def request_cancel(self) -> None:
-        """Cancel a queued job at once, or ask a running one to stop (calling `on_cancel` once)."""
+    def request_cancel(self, *, queued_only: bool = False) -> None:
+        """Cancel a queued job at once, or ask a running one to stop (calling `on_cancel` once).
+
+        With `queued_only`, a job that is already running is left alone.
+        """
         hook: CancelHook | None = None
         with self.lock:
             state = self.state
             if state.terminal or self.cancel_requested:
                 return
+            if queued_only and state is not JobState.QUEUED:
+                return
             self.cancel_requested = True
             if state is not JobState.QUEUED:
                 hook = self.on_cancel
-                self.changed()
+                self.changed(wake_all=True)
         if state is JobState.QUEUED:
             self.end(JobState.CANCELLED, None, None, from_queue=True)
         elif hook is not None:
@@ -269,14 +292,28 @@ class JobRecord:
             self.on_cancel = None
             callbacks, self.callbacks = self.callbacks, None
             on_end, self.on_end = self.on_end, None
-            self.changed()
-        if on_end is not None:
-            on_end(self)
-        for callback in (callbacks or [])[1:]:
-            try:
-                callback()
-            except Exception:
-                log.exception("done callback of job %s raised", self.id)
+            self.settler = threading.get_ident()
+            self.changed(wake_all=True)
+        try:
+            if on_end is not None:
+                on_end(self)
+            for callback in callbacks or ():
+                try:
+                    callback()
+                except Exception:
+                    log.exception("done callback of job %s raised", self.id)
+        finally:
+            with self.lock:
+                self.settled = True
+                if self._waiting:
+                    assert self.cond is not None
+                    self.cond.notify_all()
+
+    def wait_settled(self) -> None:
+        """Wait until a final job's done callbacks have run (unless this thread runs them)."""
+        with self.lock:
+            if self.state.terminal and not self.settled and self.settler != threading.get_ident():
+                self._wait(lambda: self.settled, None)
 
     def add_done_callback(self, fn: Callable[[], None]) -> None:
         """Call `fn()` when the job ends; at once, in this thread, if it already has."""
