@@ -6,20 +6,23 @@ from virtjob.drivers.base import Driver
 from virtjob.errors import NoSupportError
 from virtjob.uri import ConnectURI
 
-LOCAL_DRIVERS = ("test",)
+LOCAL_DRIVERS = ("test", "qemu")
 
 
 def connect_driver(uri: ConnectURI) -> Driver:
     """Open the driver `uri` names; `NoSupportError` for a driver or transport virtjob lacks."""
     if uri.is_remote:
-        raise NoSupportError(
-            f"cannot open {uri}: the remote driver ({uri.driver}+{uri.transport}) is not"
-            f" available in this version; use a local URI such as {uri.local_uri}"
-        )
+        from virtjob.drivers.remote import connect as connect_remote
+
+        return connect_remote(uri)
     if uri.driver == "test":
         from virtjob.drivers.test import connect
 
         return connect(uri)
+    if uri.driver == "qemu":
+        from virtjob.drivers.qemu import connect as connect_qemu
+
+        return connect_qemu(uri)
     raise NoSupportError(
         f"cannot open {uri}: no driver named {uri.driver!r};"
         f" available drivers: {', '.join(LOCAL_DRIVERS)}"

@@ -1,0 +1,66 @@
+"""The ``qemu`` driver: real QEMU/KVM guests, one ``qemu-system-x86_64`` process per domain.
+
+``qemu:///session`` keeps its domain definitions under ``$VIRTJOB_STATE_DIR`` (else
+``~/.local/share/virtjob``) and runs guests as children of this process, spoken to over QMP
+with the ``qemu.qmp`` library. KVM is used when ``/dev/kvm`` is usable, TCG otherwise;
+``?accel=kvm|tcg`` forces one, ``?shutdown_timeout=SECONDS`` (default 60) bounds an ACPI
+shutdown before QEMU is killed. Guests die with the process that runs them; to keep guests
+and jobs across processes, run them in ``virtjobd`` and connect with ``qemu+unix:///session``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from virtjob.drivers.qemu.command import kvm_usable
+from virtjob.drivers.qemu.driver import QemuDriver
+from virtjob.drivers.qemu.host import get_host
+from virtjob.errors import InvalidArgError
+from virtjob.uri import ConnectURI
+
+STATE_ENV = "VIRTJOB_STATE_DIR"
+DEFAULT_SHUTDOWN_TIMEOUT = 60.0
+
+__all__ = ["QemuDriver", "connect", "state_dir"]
+
+
+def state_dir() -> str:
+    """The state directory: ``$VIRTJOB_STATE_DIR``, else ``~/.local/share/virtjob``."""
+    configured = os.environ.get(STATE_ENV)
+    if configured:
+        return os.path.abspath(configured)
+    return os.path.join(os.path.expanduser("~"), ".local", "share", "virtjob")
+
+
+def connect(uri: ConnectURI) -> QemuDriver:
+    """Open ``qemu:///session``; `InvalidArgError` for another path or a bad parameter."""
+    if uri.path != "/session":
+        raise InvalidArgError(f"{uri} names no QEMU host virtjob knows; use qemu:///session")
+    unknown = set(uri.params) - {"accel", "shutdown_timeout"}
+    if unknown:
+        raise InvalidArgError(
+            f"unknown parameter {sorted(unknown)[0]!r} in {uri};"
+            f" the qemu driver takes 'accel' and 'shutdown_timeout'"
+        )
+    accel = uri.params.get("accel") or ("kvm" if kvm_usable() else "tcg")
+    if accel not in ("kvm", "tcg"):
+        raise InvalidArgError(f"accel={accel!r} in {uri}: use 'kvm' or 'tcg'")
+    if accel == "kvm" and not kvm_usable():
+        raise InvalidArgError(f"{uri} asks for KVM but /dev/kvm is not usable here; use accel=tcg")
+    timeout_text = uri.params.get("shutdown_timeout", str(DEFAULT_SHUTDOWN_TIMEOUT))
+    try:
+        shutdown_timeout = float(timeout_text)
+    except ValueError:
+        shutdown_timeout = -1.0
+    if not 0 < shutdown_timeout < 86400:
+        raise InvalidArgError(
+            f"shutdown_timeout={timeout_text!r} in {uri} is not a number of seconds"
+        )
+    directory = state_dir()
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgError(
+            f"cannot use state directory {directory}: {exc.strerror}; set ${STATE_ENV}"
+        ) from None
+    return QemuDriver(get_host(directory, accel), str(uri), shutdown_timeout)

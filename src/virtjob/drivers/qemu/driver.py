@@ -1,0 +1,280 @@
+"""`QemuDriver`: one connection's view of a `QemuHost`."""
+
+from __future__ import annotations
+
+import threading
+from typing import NoReturn
+
+from virtjob.config import format_domain_xml, parse_domain_xml
+from virtjob.drivers.base import (
+    Capabilities,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    NetworkInfo,
+    NetworkRef,
+)
+from virtjob.drivers.qemu import workers
+from virtjob.drivers.qemu.host import QemuDomain, QemuHost
+from virtjob.errors import NoSupportError, OperationInvalidError
+from virtjob.jobs import Job, JobKind
+from virtjob.savefile import check_target
+
+DOMAIN_JOBS = frozenset(
+    {
+        JobKind.DOMAIN_CREATE,
+        JobKind.DOMAIN_START,
+        JobKind.DOMAIN_SAVE,
+        JobKind.DOMAIN_RESTORE,
+        JobKind.DOMAIN_DUMP_CORE,
+    }
+)
+
+
+def domain_key(name: str) -> str:
+    """The job lock key of the domain called `name`."""
+    return f"domain:{name}"
+
+
+class QemuDriver:
+    """Implements the driver protocol over a shared `QemuHost`.
+
+    Networks are not managed by this driver yet: every network call raises `NoSupportError`
+    (the test driver covers them). `shutdown` asks the guest by ACPI and kills QEMU if it has
+    not powered off after `shutdown_timeout` seconds.
+    """
+
+    def __init__(self, host: QemuHost, uri: str, shutdown_timeout: float) -> None:
+        self.host = host
+        self.uri = uri
+        self.shutdown_timeout = shutdown_timeout
+
+    def close(self) -> None:
+        """Nothing to release: the host, its guests and its jobs outlive connections."""
+
+    def capabilities(self) -> Capabilities:
+        """The five domain job variants; no networks."""
+        return Capabilities(
+            driver="qemu",
+            job_kinds=DOMAIN_JOBS,
+            networks=False,
+            hypervisor=self.host.accel,
+        )
+
+    def _refuse_if_busy(self, name: str, action: str) -> None:
+        holder = self.host.jobs.busy_with(domain_key(name))
+        if holder is not None:
+            raise OperationInvalidError(
+                f"cannot {action}: {holder.subject!r} is busy with {holder.kind} job"
+                f" {holder.id}; wait for it or cancel it first"
+            )
+
+    def _start(self, kind: JobKind, name: str, worker: workers.Worker) -> Job:
+        return self.host.jobs.start_job(kind, name, worker, lock_key=domain_key(name))
+
+    # -- domains ----------------------------------------------------------------------------
+
+    def list_domains(self) -> list[DomainRef]:
+        """Every domain: defined ones and running transient ones."""
+        with self.host.lock:
+            return [domain.ref for domain in self.host.domains.values()]
+
+    def lookup_domain(self, key: str) -> DomainRef:
+        """The domain with that name or UUID."""
+        with self.host.lock:
+            return self.host.find_domain(key).ref
+
+    def define_domain(self, xml: str) -> DomainRef:
+        """Define a domain (stored under the state directory), or update the same one."""
+        config = parse_domain_xml(xml)
+        with self.host.lock:
+            existing = self.host.domains.get(config.uuid)
+            if existing is not None and existing.config.name == config.name:
+                self._refuse_if_busy(config.name, f"redefine domain {config.name!r}")
+                self.host.store_definition(config)
+                if existing.process is None:
+                    existing.config = config
+                existing.persistent = True
+                return existing.ref
+            self.host.check_clash(config)
+            self.host.store_definition(config)
+            domain = QemuDomain(config, persistent=True)
+            self.host.domains[config.uuid] = domain
+            return domain.ref
+
+    def undefine_domain(self, ref: DomainRef) -> None:
+        """Forget the definition; a running domain goes on as a transient one."""
+        with self.host.lock:
+            domain = self.host.domain(ref)
+            self._refuse_if_busy(ref.name, f"undefine domain {ref.name!r}")
+            if not domain.persistent:
+                raise OperationInvalidError(
+                    f"cannot undefine domain {ref.name!r}: it is transient (not defined);"
+                    f" destroy it to remove it"
+                )
+            self.host.drop_definition(ref.name)
+            domain.persistent = False
+            if domain.process is None:
+                del self.host.domains[ref.uuid]
+
+    def domain_info(self, ref: DomainRef) -> DomainInfo:
+        """A snapshot of the domain; the state is QEMU's own."""
+        with self.host.lock:
+            domain = self.host.domain(ref)
+        config = domain.config
+        return DomainInfo(
+            name=config.name,
+            uuid=config.uuid,
+            id=domain.id,
+            state=self.host.state(domain),
+            memory=config.memory,
+            current_memory=config.current_memory,
+            vcpus=config.vcpus,
+            persistent=domain.persistent,
+            os_type=config.os_type,
+        )
+
+    def domain_xml(self, ref: DomainRef) -> str:
+        """The domain's XML."""
+        with self.host.lock:
+            return format_domain_xml(self.host.domain(ref).config)
+
+    def domain_destroy(self, ref: DomainRef) -> None:
+        """Kill the domain's QEMU at once."""
+        self._refuse_if_busy(ref.name, f"destroy domain {ref.name!r}")
+        _, process = self.host.running_process(ref, "destroy")
+        process.kill()
+
+    def domain_shutdown(self, ref: DomainRef) -> None:
+        """Press the guest's ACPI power button; kill QEMU if it has not stopped in time."""
+        self._refuse_if_busy(ref.name, f"shut down domain {ref.name!r}")
+        _, process = self.host.running_process(ref, "shut down")
+        process.expected_exit = True
+        process.monitor.execute("system_powerdown")
+
+        def fallback() -> None:
+            if not process.exited.wait(self.shutdown_timeout):
+                process.kill()
+
+        threading.Thread(target=fallback, name=f"virtjob-shutdown-{ref.name}", daemon=True).start()
+
+    def domain_suspend(self, ref: DomainRef) -> None:
+        """Pause the guest's vCPUs."""
+        self._pause_or_resume(ref, "suspend", "stop", DomainState.RUNNING)
+
+    def domain_resume(self, ref: DomainRef) -> None:
+        """Resume a paused guest."""
+        self._pause_or_resume(ref, "resume", "cont", DomainState.PAUSED)
+
+    def _pause_or_resume(
+        self, ref: DomainRef, action: str, command: str, needed: DomainState
+    ) -> None:
+        self._refuse_if_busy(ref.name, f"{action} domain {ref.name!r}")
+        domain, process = self.host.running_process(ref, action)
+        state = self.host.state(domain)
+        if state is not needed:
+            raise OperationInvalidError(
+                f"cannot {action} domain {ref.name!r}: it is {state}, not {needed}"
+            )
+        process.monitor.execute(command)
+
+    def create_domain_job(self, xml: str) -> Job:
+        """Boot a new transient domain in the background."""
+        config = parse_domain_xml(xml)
+        with self.host.lock:
+            self.host.check_clash(config)
+            return self._start(
+                JobKind.DOMAIN_CREATE, config.name, workers.create_domain(self.host, config)
+            )
+
+    def start_domain_job(self, ref: DomainRef) -> Job:
+        """Boot a defined domain in the background."""
+        with self.host.lock:
+            if self.host.domain(ref).process is not None:
+                raise OperationInvalidError(
+                    f"cannot start domain {ref.name!r}: it is already running"
+                )
+            return self._start(JobKind.DOMAIN_START, ref.name, workers.start_domain(self.host, ref))
+
+    def save_domain_job(self, ref: DomainRef, path: str) -> Job:
+        """Save a running domain to `path` in the background."""
+        check_target(path, f"a save of domain {ref.name!r}")
+        self.host.running_process(ref, "save")
+        with self.host.lock:
+            return self._start(
+                JobKind.DOMAIN_SAVE, ref.name, workers.save_domain(self.host, ref, path)
+            )
+
+    def restore_domain_job(self, path: str) -> Job:
+        """Check the save file at `path` and restore its domain in the background."""
+        config = workers.read_save_header(path)
+        with self.host.lock:
+            workers.restorable(self.host, config)
+            return self._start(
+                JobKind.DOMAIN_RESTORE,
+                config.name,
+                workers.restore_domain(self.host, path, config),
+            )
+
+    def dump_core_job(self, ref: DomainRef, path: str) -> Job:
+        """Dump a running domain's memory to `path` in the background."""
+        check_target(path, f"a core dump of domain {ref.name!r}")
+        self.host.running_process(ref, "dump")
+        with self.host.lock:
+            return self._start(
+                JobKind.DOMAIN_DUMP_CORE, ref.name, workers.dump_core(self.host, ref, path)
+            )
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def _no_networks(self) -> NoReturn:
+        raise NoSupportError(
+            "the qemu driver does not manage networks yet; give guests"
+            " <interface type='user'> and use test:/// to work with virtual networks"
+        )
+
+    def list_networks(self) -> list[NetworkRef]:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def lookup_network(self, key: str) -> NetworkRef:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def define_network(self, xml: str) -> NetworkRef:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def undefine_network(self, ref: NetworkRef) -> None:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def network_info(self, ref: NetworkRef) -> NetworkInfo:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def network_xml(self, ref: NetworkRef) -> str:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def network_destroy(self, ref: NetworkRef) -> None:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def create_network_job(self, xml: str) -> Job:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    def start_network_job(self, ref: NetworkRef) -> Job:
+        """Not supported: raises `NoSupportError`."""
+        self._no_networks()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def list_jobs(self) -> list[Job]:
+        """Every job on the host, oldest first."""
+        return self.host.jobs.list_jobs()
+
+    def lookup_job(self, job_id: str) -> Job:
+        """The job with that id."""
+        return self.host.jobs.lookup_job(job_id)

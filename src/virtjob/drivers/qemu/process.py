@@ -1,0 +1,176 @@
+"""One QEMU process: launching it, its monitor, noticing its exit, stopping it.
+
+Processes are forked from one long-lived launcher thread per host and run under
+``setpriv --pdeathsig KILL``, so the kernel kills every QEMU when the process that owns it
+dies, however it dies: no stray QEMU outlives its host.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Callable
+from queue import SimpleQueue
+
+from virtjob.drivers.qemu.monitor import EventLoopThread, Monitor
+from virtjob.errors import OperationFailedError
+
+log = logging.getLogger("virtjob.qemu")
+_Popen = subprocess.Popen[bytes]
+
+CONNECT_TIMEOUT = 15.0
+"""Seconds a new QEMU has to greet us on its monitor."""
+
+
+class Launcher:
+    """Forks child processes from one long-lived daemon thread (see the module docstring)."""
+
+    def __init__(self, name: str) -> None:
+        self._requests: SimpleQueue[tuple[Callable[[], _Popen], concurrent.futures.Future[_Popen]]]
+        self._requests = SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            start, future = self._requests.get()
+            try:
+                future.set_result(start())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def popen(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """`subprocess.Popen(argv, **kwargs)`, run in the launcher thread."""
+        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        self._requests.put((lambda: subprocess.Popen(argv, **kwargs), future))  # type: ignore[call-overload]
+        return future.result()
+
+
+_SETPRIV = shutil.which("setpriv")
+
+
+class QemuProcess:
+    """A running QEMU for one domain.
+
+    `on_exit(process)` is called once, from a watcher thread, when the process ends;
+    `expected_exit` tells whether virtjob asked for the end (destroy, quit after a save).
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        proc: subprocess.Popen[bytes],
+        monitor: Monitor,
+        log_path: str,
+        on_exit: Callable[[QemuProcess], None],
+    ) -> None:
+        self.domain = domain
+        self.proc = proc
+        self.monitor = monitor
+        self.log_path = log_path
+        self.expected_exit = False
+        self.exited = threading.Event()
+        self._on_exit = on_exit
+        threading.Thread(target=self._watch, name=f"qemu-watch-{domain}", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has ended (negative: killed by that signal)."""
+        return self.proc.returncode
+
+    @classmethod
+    def launch(
+        cls,
+        domain: str,
+        argv_for: Callable[[int], list[str]],
+        *,
+        launcher: Launcher,
+        loop: EventLoopThread,
+        log_path: str,
+        on_exit: Callable[[QemuProcess], None],
+        pass_fds: tuple[int, ...] = (),
+    ) -> QemuProcess:
+        """Start QEMU with the command line `argv_for(monitor_fd)` and connect its monitor.
+
+        Raises `OperationFailedError` with the end of QEMU's log if it fails to start.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            argv = argv_for(theirs.fileno())
+            if _SETPRIV is not None:
+                argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+            with open(log_path, "ab") as log_file:
+                log_file.write(f"--- {' '.join(argv)}\n".encode())
+                log_file.flush()
+                try:
+                    proc = launcher.popen(
+                        argv,
+                        pass_fds=(theirs.fileno(), *pass_fds),
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    raise OperationFailedError(
+                        f"cannot start QEMU for domain {domain!r}: {exc.strerror}"
+                    ) from None
+        finally:
+            theirs.close()
+        monitor = Monitor(loop, domain)
+        process = cls(domain, proc, monitor, log_path, on_exit)
+        try:
+            monitor.connect(ours, CONNECT_TIMEOUT)
+        except OperationFailedError:
+            process.kill()
+            raise OperationFailedError(
+                f"QEMU for domain {domain!r} failed to start: {process.log_tail()}"
+            ) from None
+        return process
+
+    def _watch(self) -> None:
+        self.proc.wait()
+        self.exited.set()
+        self.monitor.close()
+        try:
+            self._on_exit(self)
+        except Exception:
+            log.exception("exit handler of domain %s raised", self.domain)
+
+    def kill(self) -> None:
+        """Kill QEMU at once and wait for it to be gone."""
+        self.expected_exit = True
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
+                os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.exited.wait()
+
+    def quit(self, timeout: float = 10.0) -> None:
+        """Ask QEMU to exit (QMP ``quit``); kill it if it has not after `timeout` seconds."""
+        self.expected_exit = True
+        with contextlib.suppress(OperationFailedError):  # the monitor closing is how quit ends
+            self.monitor.execute("quit", timeout=timeout)
+        if not self.exited.wait(timeout):
+            self.kill()
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines QEMU printed, for error messages."""
+        try:
+            with open(self.log_path, "rb") as log_file:
+                text = log_file.read()[-4096:].decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+        tail = [line for line in text.splitlines() if line and not line.startswith("--- ")]
+        return " | ".join(tail[-lines:]) or f"exit status {self.proc.poll()}"

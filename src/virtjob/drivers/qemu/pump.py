@@ -1,0 +1,115 @@
+"""Byte pumps between QEMU and files: pipes QEMU writes its streams into, or reads them from.
+
+Each pump runs in its own thread, owns its end of the pipe, and closes it when it stops, so
+stopping a pump is also how a driver breaks QEMU's side of a stream off (QEMU then sees EPIPE
+or EOF). Waits use ``poll()`` with a short timeout so a stop request is seen at once even when
+QEMU is not moving bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import threading
+from collections.abc import Callable, Iterable
+
+CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031
+_POLL_MS = 50
+
+
+def make_pipe() -> tuple[int, int]:
+    """A pipe with close-on-exec ends and, where allowed, a 1 MiB buffer."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    with contextlib.suppress(OSError):  # a smaller pipe is slower, not wrong
+        fcntl.fcntl(write_fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    return read_fd, write_fd
+
+
+class _Pump:
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.moved = 0
+        self.error: Exception | None = None
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._pump()
+        except Exception as exc:  # reported to the worker, which fails the job with it
+            self.error = exc
+        finally:
+            os.close(self.fd)
+            self.finished.set()
+
+    def _pump(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop pumping, close the pipe end and wait (up to `timeout`) for the thread."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+class PipeToSink(_Pump):
+    """Reads a pipe until EOF, handing each chunk to `sink`; an error from `sink` stops it."""
+
+    def __init__(self, fd: int, sink: Callable[[bytes], None], name: str) -> None:
+        super().__init__(fd, name)
+        self._sink = sink
+        self.eof = False
+
+    def _pump(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        while not self.stopping:
+            if not poller.poll(_POLL_MS):
+                continue
+            data = os.read(self.fd, CHUNK)
+            if not data:
+                self.eof = True
+                return
+            self._sink(data)
+            self.moved += len(data)
+
+
+class SourceToPipe(_Pump):
+    """Writes every chunk of `source` into a pipe, then closes it (EOF for the reader)."""
+
+    def __init__(self, fd: int, source: Iterable[bytes], name: str) -> None:
+        super().__init__(fd, name)
+        self._source = source
+        self.complete = False
+
+    def _pump(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
+        for chunk in self._source:
+            view = memoryview(chunk)
+            while view:
+                if self.stopping:
+                    return
+                if not poller.poll(_POLL_MS):
+                    continue
+                try:
+                    written = os.write(self.fd, view)
+                except BlockingIOError:
+                    continue
+                except BrokenPipeError:
+                    raise OSError(errno.EPIPE, "QEMU stopped reading the stream") from None
+                view = view[written:]
+                self.moved += written
+        self.complete = True
