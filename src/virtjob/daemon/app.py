@@ -1,0 +1,552 @@
+"""The HTTP/JSON API of virtjobd: FastAPI routes over a `Service`.
+
+Routes (all under ``/v1``; see docs/daemon.md for the full table):
+
+- ``/v1/version``; ``/v1/jobs`` (every job, ``?host=`` to filter) and ``/v1/jobs/{id}``
+  with ``/cancel``, ``/wait?timeout=`` (long poll), ``/events?interval=`` (server-sent
+  events) and ``DELETE``;
+- ``/v1/hosts/{driver}/{instance}/...``: the hosted driver ``driver:///instance``; its
+  domains, networks and jobs. The request's query parameters are the driver's URI parameters.
+
+Errors are ``{"code", "message"}`` (plus ``line``/``column`` for XML errors) with the status
+`status_for` gives. Job calls answer 202 with the job. Handlers that call a driver are plain
+``def`` functions (run in the thread pool, a driver may block); job reads are ``async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import virtjob
+from virtjob.drivers.base import DomainRef, NetworkRef
+from virtjob.drivers.remote import wire
+from virtjob.errors import ErrorCode, InvalidArgError, NoSupportError, VirtError
+from virtjob.jobs import Job
+
+from .gate import Gate
+from .hosts import Hosted
+from .models import (
+    DomainInfoModel,
+    ErrorModel,
+    HostModel,
+    JobModel,
+    NetworkInfoModel,
+    PathBody,
+    RefModel,
+    VersionModel,
+    XmlBody,
+    XmlModel,
+)
+from .recorder import Channel
+from .service import Service
+
+log = logging.getLogger("virtjob.daemon")
+
+MAX_WAIT = 60.0
+"""Longest long-poll a client may ask for, in seconds."""
+KEEPALIVE = 15.0
+"""Seconds between two keep-alive comments on a quiet event stream."""
+RECHECK = 1.0
+"""Seconds between two direct checks of a job while waiting (a bound on any missed event)."""
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.NO_DOMAIN: 404,
+    ErrorCode.NO_NETWORK: 404,
+    ErrorCode.NO_JOB: 404,
+    ErrorCode.INVALID_ARG: 400,
+    ErrorCode.XML_ERROR: 400,
+    ErrorCode.OPERATION_INVALID: 409,
+    ErrorCode.OPERATION_ABORTED: 409,
+    ErrorCode.ACCESS_DENIED: 403,
+    ErrorCode.AUTH_FAILED: 401,
+    ErrorCode.NO_SUPPORT: 501,
+    ErrorCode.OPERATION_TIMEOUT: 504,
+    ErrorCode.NO_CONNECT: 502,
+    ErrorCode.OPERATION_FAILED: 500,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorModel, "description": description}
+    for status, description in (
+        (400, "invalid-arg or xml-error: a malformed request, path or document"),
+        (401, "auth-failed: missing or wrong bearer token"),
+        (403, "access-denied: a path outside the allowed directories"),
+        (404, "no-domain, no-network, no-job; no-support for an unknown driver or route"),
+        (409, "operation-invalid: not allowed in the current state (e.g. a job runs)"),
+        (413, "invalid-arg: request body over the limit"),
+        (500, "operation-failed or internal-error"),
+        (501, "no-support: the driver lacks this operation"),
+    )
+}
+
+
+class UnknownDriverError(NoSupportError):
+    """A request names a driver this virtjob lacks: code no-support, but HTTP 404 (no such
+    host resource), as opposed to 501 for an operation a real driver does not offer."""
+
+    http_status = 404
+
+
+def status_for(error: VirtError) -> int:
+    """The HTTP status that answers `error`."""
+    return getattr(error, "http_status", None) or _STATUS.get(error.code, 500)
+
+
+def error_response(error: VirtError) -> JSONResponse:
+    """The JSON answer for `error`."""
+    return JSONResponse(wire.error_to_dict(error), status_code=status_for(error))
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+Driver = Annotated[str, Path(description="Driver name, e.g. 'test' or 'qemu'.", examples=["test"])]
+Instance = Annotated[
+    str, Path(description="Host instance, e.g. 'default' or 'session'.", examples=["default"])
+]
+Key = Annotated[str, Path(description="Name or UUID.", examples=["test"])]
+JobId = Annotated[str, Path(description="Job id.")]
+
+
+def create_app(service: Service) -> Gate:
+    """Build the ASGI application for `service`: FastAPI behind the `Gate`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.recorder.attach_loop(asyncio.get_running_loop())
+        yield
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="virtjobd",
+        version=virtjob.__version__,
+        summary="Virtual machines and networks managed through asynchronous, cancellable jobs.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.service = service
+    _install_error_handlers(app)
+    api = APIRouter(prefix=wire.API_PREFIX, responses=_ERRORS)
+    _job_routes(api, service)
+    _host_routes(api, service)
+    app.include_router(api)
+
+    return Gate(app, service.settings.token, service.settings.max_body)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def virt_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, VirtError)
+        if status_for(exc) >= 500:
+            log.error("request failed: %s: %s", type(exc).__name__, exc)
+        return error_response(exc)
+
+    async def validation(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = []
+        for item in exc.errors()[:5]:
+            if item.get("type") == "json_invalid":
+                reason = item.get("ctx", {}).get("error", "invalid JSON")
+                problems.append(f"the body is not valid JSON ({reason})")
+                continue
+            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+            problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+        return error_response(InvalidArgError("malformed request: " + "; ".join(problems)))
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {401: "auth-failed", 403: "access-denied", 404: "no-support", 405: "no-support"}
+        return JSONResponse(
+            {
+                "code": code.get(exc.status_code, "invalid-arg"),
+                "message": f"{exc.detail}: see /openapi.json for the routes of this API",
+            },
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        log.error("unexpected error in a request handler", exc_info=exc)
+        return JSONResponse(
+            {
+                "code": "internal-error",
+                "message": f"virtjobd failed unexpectedly ({type(exc).__name__}: {exc});"
+                f" this is a bug, see the daemon's log",
+            },
+            status_code=500,
+        )
+
+    app.add_exception_handler(VirtError, virt_error)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def _job_routes(api: APIRouter, service: Service) -> None:
+    recorder = service.recorder
+
+    @api.get("/version", response_model=VersionModel, tags=["daemon"])
+    async def version() -> Response:
+        """The daemon's version and the hosts it has open."""
+        return _json(
+            {"version": virtjob.__version__, "api": "v1", "hosts": service.hosts.open_hosts()}
+        )
+
+    @api.get("/jobs", response_model=list[JobModel], tags=["jobs"])
+    def list_jobs(
+        host: Annotated[str | None, Query(description="Only this host's jobs.")] = None,
+    ) -> Response:
+        """Every job the daemon knows (live and recorded), oldest first."""
+        return _json(recorder.list_payloads(host))
+
+    @api.get("/jobs/{job_id}", response_model=JobModel, tags=["jobs"])
+    async def get_job(job_id: JobId) -> Response:
+        """The job's latest info, and its result or error once final."""
+        return _json(recorder.payload(job_id))
+
+    @api.post("/jobs/{job_id}/cancel", response_model=JobModel, tags=["jobs"])
+    async def cancel_job(job_id: JobId) -> Response:
+        """Ask the job to stop; returns at once (a no-op on a final job)."""
+        return _json(recorder.cancel(job_id))
+
+    @api.delete("/jobs/{job_id}", status_code=204, tags=["jobs"])
+    def destroy_job(job_id: JobId) -> Response:
+        """Forget a final job; 409 operation-invalid while it runs."""
+        recorder.destroy(job_id)
+        return Response(status_code=204)
+
+    @api.get("/jobs/{job_id}/wait", response_model=JobModel, tags=["jobs"])
+    async def wait_job(
+        job_id: JobId,
+        timeout: Annotated[
+            float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait at most.")
+        ] = 30.0,
+    ) -> Response:
+        """Long poll: answer as soon as the job is final, or after `timeout` seconds.
+
+        The answer is the job either way: look at ``info.state`` to know which.
+        """
+        tracked = recorder.get(job_id)
+        if tracked is not None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            channel = tracked.channel
+            while not channel.info.state.terminal:
+                left = deadline - loop.time()
+                if left <= 0 or _final_now(tracked.job):
+                    break
+                await channel.changed(channel.version, min(left, RECHECK))
+        return _json(recorder.payload(job_id))
+
+    @api.get(
+        "/jobs/{job_id}/events",
+        tags=["jobs"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    )
+    async def job_events(
+        job_id: JobId,
+        interval: Annotated[
+            float, Query(ge=0, le=60, description="Coalesce changes closer than this (s).")
+        ] = 0.0,
+    ) -> Response:
+        """Server-sent events: one ``info`` event per change of the job, the last one final.
+
+        Each event's data is the job's info (as in ``GET /jobs/{id}``'s ``info``).
+        """
+        tracked = recorder.get(job_id)
+        if tracked is None:
+            payload = recorder.payload(job_id)  # NoJobError if unknown
+            events: AsyncIterator[bytes] = _single_event(payload["info"])
+        else:
+            events = _event_stream(tracked.channel, tracked.job, interval)
+        return StreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+
+def _final_now(job: Job) -> bool:
+    try:
+        return job.info().state.terminal
+    except VirtError:
+        return True
+
+
+def _event(info: dict[str, Any], seq: int) -> bytes:
+    data = json.dumps(info, separators=(",", ":"))
+    return f"event: info\nid: {seq}\ndata: {data}\n\n".encode()
+
+
+async def _single_event(info: dict[str, Any]) -> AsyncIterator[bytes]:
+    yield _event(info, 0)
+
+
+async def _event_stream(channel: Channel, job: Job, interval: float) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    seen = -1
+    not_before = 0.0
+    while True:
+        if channel.version == seen and not await channel.changed(seen, KEEPALIVE):
+            if _final_now(job) and not channel.info.state.terminal:
+                channel.publish(job.info())  # the watcher missed the end (should not happen)
+                continue
+            yield b": keep-alive\n\n"
+            continue
+        delay = not_before - loop.time()
+        if delay > 0 and not channel.info.state.terminal:
+            await channel.terminal(delay)
+        seen = channel.version
+        info = channel.info
+        yield _event(info.to_dict(), seen)
+        if info.state.terminal:
+            return
+        not_before = loop.time() + interval
+
+
+# -- hosts --------------------------------------------------------------------------------
+
+
+def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - one route table
+    hosts, recorder, policy = service.hosts, service.recorder, service.policy
+    prefix = "/hosts/{driver}/{instance}"
+
+    def hosted(request: Request, driver: str, instance: str) -> Hosted:
+        params: dict[str, str] = {}
+        for key, value in request.query_params.multi_items():
+            if key in params:
+                raise InvalidArgError(f"query parameter {key!r} is given more than once")
+            params[key] = value
+        try:
+            return hosts.get(driver, instance, params)
+        except NoSupportError as exc:
+            raise UnknownDriverError(exc.message) from None
+
+    def started(host: Hosted, start: Callable[[], Job], target: str | None = None) -> Response:
+        service.check_accepting()
+        job = start()
+        tracked = recorder.track(job, host.host, target)
+        return _json(tracked.payload(), 202)
+
+    def ref_json(ref: DomainRef | NetworkRef, status: int = 200) -> Response:
+        return _json(wire.ref_to_dict(ref), status)
+
+    @api.get(prefix, response_model=HostModel, tags=["hosts"])
+    def host_info(request: Request, driver: Driver, instance: Instance) -> Response:
+        """The hosted driver's URI and capabilities (opens the host on first use)."""
+        host = hosted(request, driver, instance)
+        caps = wire.capabilities_to_dict(host.driver.capabilities())
+        return _json({"uri": host.host, "capabilities": caps})
+
+    @api.get(prefix + "/jobs", response_model=list[JobModel], tags=["hosts"])
+    def host_jobs(request: Request, driver: Driver, instance: Instance) -> Response:
+        """Every job of this host, oldest first."""
+        return _json(recorder.list_payloads(hosted(request, driver, instance).host))
+
+    # -- domains ----------------------------------------------------------------------------
+
+    @api.get(prefix + "/domains", response_model=list[RefModel], tags=["domains"])
+    def list_domains(request: Request, driver: Driver, instance: Instance) -> Response:
+        """Every domain of the host, running or defined."""
+        host = hosted(request, driver, instance)
+        return _json([wire.ref_to_dict(ref) for ref in host.driver.list_domains()])
+
+    @api.post(prefix + "/domains", status_code=201, response_model=RefModel, tags=["domains"])
+    def define_domain(
+        request: Request, driver: Driver, instance: Instance, body: XmlBody
+    ) -> Response:
+        """Define a persistent domain from XML (or update a defined one)."""
+        host = hosted(request, driver, instance)
+        ref = host.driver.define_domain(body.xml)
+        hosts.remember(host, "domain", ref, host.driver.domain_xml(ref))
+        return ref_json(ref, 201)
+
+    @api.post(
+        prefix + "/domains/create", status_code=202, response_model=JobModel, tags=["domains"]
+    )
+    def create_domain(
+        request: Request, driver: Driver, instance: Instance, body: XmlBody
+    ) -> Response:
+        """Job: create and boot a transient domain from XML; the result is the domain."""
+        host = hosted(request, driver, instance)
+        return started(host, lambda: host.driver.create_domain_job(body.xml))
+
+    @api.post(
+        prefix + "/domains/restore", status_code=202, response_model=JobModel, tags=["domains"]
+    )
+    def restore_domain(
+        request: Request, driver: Driver, instance: Instance, body: PathBody
+    ) -> Response:
+        """Job: restore a domain from a save file; the result is the running domain."""
+        host = hosted(request, driver, instance)
+        path = policy.check(body.path, "save file")
+        return started(host, lambda: host.driver.restore_domain_job(path))
+
+    @api.get(prefix + "/domains/{key}", response_model=DomainInfoModel, tags=["domains"])
+    def domain_info(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """A snapshot of the domain."""
+        host = hosted(request, driver, instance)
+        info = host.driver.domain_info(host.driver.lookup_domain(key))
+        return _json(wire.domain_info_to_dict(info))
+
+    @api.get(prefix + "/domains/{key}/xml", response_model=XmlModel, tags=["domains"])
+    def domain_xml(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """The domain's XML document."""
+        host = hosted(request, driver, instance)
+        return _json({"xml": host.driver.domain_xml(host.driver.lookup_domain(key))})
+
+    @api.delete(prefix + "/domains/{key}", status_code=204, tags=["domains"])
+    def undefine_domain(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """Undefine the domain; a running one goes on as a transient domain."""
+        host = hosted(request, driver, instance)
+        ref = host.driver.lookup_domain(key)
+        host.driver.undefine_domain(ref)
+        hosts.remember(host, "domain", ref, None)
+        return Response(status_code=204)
+
+    def domain_action(name: str, summary: str) -> None:
+        @api.post(
+            prefix + "/domains/{key}/" + name,
+            status_code=204,
+            tags=["domains"],
+            name=f"domain_{name}",
+            summary=summary,
+        )
+        def action(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+            host = hosted(request, driver, instance)
+            ref = host.driver.lookup_domain(key)
+            operation: Callable[[DomainRef], None] = getattr(host.driver, f"domain_{name}")
+            operation(ref)
+            return Response(status_code=204)
+
+    domain_action("destroy", "Stop the domain at once")
+    domain_action("shutdown", "Ask the guest to shut down")
+    domain_action("suspend", "Pause the domain")
+    domain_action("resume", "Resume a paused domain")
+
+    @api.post(
+        prefix + "/domains/{key}/start", status_code=202, response_model=JobModel, tags=["domains"]
+    )
+    def start_domain(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """Job: boot the defined domain; the result is the domain."""
+        host = hosted(request, driver, instance)
+        ref = host.driver.lookup_domain(key)
+        return started(host, lambda: host.driver.start_domain_job(ref))
+
+    @api.post(
+        prefix + "/domains/{key}/save", status_code=202, response_model=JobModel, tags=["domains"]
+    )
+    def save_domain(
+        request: Request, driver: Driver, instance: Instance, key: Key, body: PathBody
+    ) -> Response:
+        """Job: save the running domain to a file and stop it; no result."""
+        host = hosted(request, driver, instance)
+        path = policy.check(body.path, "save file")
+        ref = host.driver.lookup_domain(key)
+        return started(host, lambda: host.driver.save_domain_job(ref, path), path)
+
+    @api.post(
+        prefix + "/domains/{key}/dump-core",
+        status_code=202,
+        response_model=JobModel,
+        tags=["domains"],
+    )
+    def dump_core(
+        request: Request, driver: Driver, instance: Instance, key: Key, body: PathBody
+    ) -> Response:
+        """Job: write the domain's memory to a file; the domain keeps its state; no result."""
+        host = hosted(request, driver, instance)
+        path = policy.check(body.path, "core dump")
+        ref = host.driver.lookup_domain(key)
+        return started(host, lambda: host.driver.dump_core_job(ref, path), path)
+
+    # -- networks ---------------------------------------------------------------------------
+
+    @api.get(prefix + "/networks", response_model=list[RefModel], tags=["networks"])
+    def list_networks(request: Request, driver: Driver, instance: Instance) -> Response:
+        """Every network of the host, active or defined."""
+        host = hosted(request, driver, instance)
+        return _json([wire.ref_to_dict(ref) for ref in host.driver.list_networks()])
+
+    @api.post(prefix + "/networks", status_code=201, response_model=RefModel, tags=["networks"])
+    def define_network(
+        request: Request, driver: Driver, instance: Instance, body: XmlBody
+    ) -> Response:
+        """Define a persistent network from XML."""
+        host = hosted(request, driver, instance)
+        ref = host.driver.define_network(body.xml)
+        hosts.remember(host, "network", ref, host.driver.network_xml(ref))
+        return ref_json(ref, 201)
+
+    @api.post(
+        prefix + "/networks/create", status_code=202, response_model=JobModel, tags=["networks"]
+    )
+    def create_network(
+        request: Request, driver: Driver, instance: Instance, body: XmlBody
+    ) -> Response:
+        """Job: create and start a transient network from XML; the result is the network."""
+        host = hosted(request, driver, instance)
+        return started(host, lambda: host.driver.create_network_job(body.xml))
+
+    @api.get(prefix + "/networks/{key}", response_model=NetworkInfoModel, tags=["networks"])
+    def network_info(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """A snapshot of the network."""
+        host = hosted(request, driver, instance)
+        info = host.driver.network_info(host.driver.lookup_network(key))
+        return _json(wire.network_info_to_dict(info))
+
+    @api.get(prefix + "/networks/{key}/xml", response_model=XmlModel, tags=["networks"])
+    def network_xml(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """The network's XML document."""
+        host = hosted(request, driver, instance)
+        return _json({"xml": host.driver.network_xml(host.driver.lookup_network(key))})
+
+    @api.delete(prefix + "/networks/{key}", status_code=204, tags=["networks"])
+    def undefine_network(
+        request: Request, driver: Driver, instance: Instance, key: Key
+    ) -> Response:
+        """Undefine the network; an active one goes on as a transient network."""
+        host = hosted(request, driver, instance)
+        ref = host.driver.lookup_network(key)
+        host.driver.undefine_network(ref)
+        hosts.remember(host, "network", ref, None)
+        return Response(status_code=204)
+
+    @api.post(prefix + "/networks/{key}/destroy", status_code=204, tags=["networks"])
+    def destroy_network(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """Stop the network (a transient one disappears)."""
+        host = hosted(request, driver, instance)
+        host.driver.network_destroy(host.driver.lookup_network(key))
+        return Response(status_code=204)
+
+    @api.post(
+        prefix + "/networks/{key}/start",
+        status_code=202,
+        response_model=JobModel,
+        tags=["networks"],
+    )
+    def start_network(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
+        """Job: start the defined network; the result is the network."""
+        host = hosted(request, driver, instance)
+        ref = host.driver.lookup_network(key)
+        return started(host, lambda: host.driver.start_network_job(ref))
+
+
+__all__ = ["create_app", "error_response", "status_for"]

@@ -1,0 +1,143 @@
+"""The ``virtjobd`` command line: parse the options, open the service, run the server."""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import os
+import signal
+import sys
+
+from virtjob.errors import VirtError
+
+from .listen import parse_listen
+from .security import load_token
+from .service import Service, Settings
+
+DEFAULT_STATE_DIR = os.path.join("~", ".local", "share", "virtjob")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``virtjobd``."""
+    parser = argparse.ArgumentParser(
+        prog="virtjobd",
+        description="Serve virtjob hosts (test:///NAME, qemu:///session...) over HTTP/JSON,"
+        " where every long operation is an asynchronous, cancellable job.",
+    )
+    parser.add_argument(
+        "--state-dir",
+        help="where the job history, definitions and default socket live"
+        " (default: $VIRTJOB_STATE_DIR or ~/.local/share/virtjob)",
+    )
+    parser.add_argument(
+        "--listen",
+        help="unix:PATH (mode 0600) or tcp:HOST:PORT (needs --token-file);"
+        " default: unix:STATE_DIR/virtjobd.sock",
+    )
+    parser.add_argument("--token-file", help="file holding the bearer token clients must send")
+    parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (with --tls-key)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory save/restore/dump paths may be in (repeatable);"
+        " default: STATE_DIR/files only",
+    )
+    parser.add_argument(
+        "--listen-any",
+        action="store_true",
+        help="allow a TCP address other than loopback (reachable from other machines)",
+    )
+    parser.add_argument(
+        "--retain-jobs",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="finished jobs kept in the history (oldest dropped first; default 1000)",
+    )
+    parser.add_argument(
+        "--max-hosts", type=int, default=32, metavar="N", help="hosts served at most (32)"
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long shutdown waits for cancelled jobs to end (10)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (warning)",
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Check the parsed options and turn them into `Settings`; `InvalidArgError` if wrong."""
+    from virtjob.errors import InvalidArgError
+
+    state_dir = args.state_dir or os.environ.get("VIRTJOB_STATE_DIR") or DEFAULT_STATE_DIR
+    state_dir = os.path.abspath(os.path.expanduser(state_dir))
+    spec = parse_listen(args.listen or f"unix:{os.path.join(state_dir, 'virtjobd.sock')}")
+    if spec.kind == "tcp" and not args.token_file:
+        raise InvalidArgError(
+            f"refusing to listen on {spec} without --token-file: anyone able to connect"
+            f" could run jobs; create a token file (chmod 600) and pass it"
+        )
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InvalidArgError("--tls-cert and --tls-key go together; give both or neither")
+    if args.tls_cert and spec.kind != "tcp":
+        raise InvalidArgError("TLS applies to tcp: listeners only; drop --tls-cert/--tls-key")
+    for path in filter(None, (args.tls_cert, args.tls_key)):
+        if not os.path.isfile(path):
+            raise InvalidArgError(f"TLS file {path} does not exist")
+    if args.retain_jobs < 0 or args.max_hosts < 1 or args.shutdown_grace < 0:
+        raise InvalidArgError("--retain-jobs, --max-hosts and --shutdown-grace must be positive")
+    return Settings(
+        state_dir=state_dir,
+        allow_dirs=list(args.allow_dir),
+        token=load_token(args.token_file) if args.token_file else None,
+        retain_jobs=args.retain_jobs,
+        max_hosts=args.max_hosts,
+        shutdown_grace=args.shutdown_grace,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run virtjobd; return its exit status (0 clean stop, 2 bad options, 1 start failure)."""
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 dumps every thread's stack to the log
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="virtjobd: %(levelname)s: %(name)s: %(message)s"
+    )
+    from .server import run
+
+    try:
+        settings = settings_from(args)
+        spec = parse_listen(
+            args.listen or f"unix:{os.path.join(settings.state_dir, 'virtjobd.sock')}"
+        )
+        os.environ.setdefault("VIRTJOB_STATE_DIR", settings.state_dir)
+        service = Service.open(settings)
+    except VirtError as exc:
+        print(f"virtjobd: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(
+            service,
+            spec,
+            allow_any=args.listen_any,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            log_level=args.log_level,
+        )
+    except VirtError as exc:
+        service.finish_shutdown()
+        print(f"virtjobd: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,132 @@
+"""Pydantic models of the daemon's API: request bodies (validated) and responses (documented).
+
+Request bodies are validated strictly (unknown fields refused). Responses are built by
+`virtjob.drivers.remote.wire` for speed and declared here so that ``/openapi.json`` describes
+exactly what the daemon sends; the test-suite checks the two agree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from virtjob.errors import ErrorCode
+from virtjob.jobs import JobKind, JobState
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class XmlBody(BaseModel):
+    """A domain or network XML document (at most 1 MiB, checked by the XML parser)."""
+
+    model_config = _STRICT
+    xml: str = Field(description="The XML document.")
+
+
+class PathBody(BaseModel):
+    """An absolute file path on the daemon's host, inside one of its allowed directories."""
+
+    model_config = _STRICT
+    path: str = Field(description="Absolute path, resolved (symlinks, '..') by the daemon.")
+
+
+class ErrorModel(BaseModel):
+    """Every error answer: a stable code and a message saying what to do."""
+
+    code: ErrorCode
+    message: str
+    line: int | None = Field(default=None, description="XML errors: line of the problem.")
+    column: int | None = Field(default=None, description="XML errors: column of the problem.")
+
+
+class JobInfoModel(BaseModel):
+    """A snapshot of a job's progress (`virtjob.JobInfo`)."""
+
+    state: JobState
+    bounded: bool
+    elapsed: float
+    remaining: float | None
+    percent: float | None
+    processed: int | None
+    total: int | None
+    cancel_requested: bool
+
+
+class RefModel(BaseModel):
+    """Identifies a domain or a network on its host."""
+
+    type: Literal["domain", "network"]
+    name: str
+    uuid: str
+
+
+class JobModel(BaseModel):
+    """A job: identity, latest progress, and its result or error once final."""
+
+    id: str
+    host: str = Field(description="The hosted driver's URI, e.g. test:///default.")
+    kind: JobKind
+    subject: str
+    info: JobInfoModel
+    result: RefModel | None = Field(description="Succeeded create/start/restore jobs only.")
+    error: ErrorModel | None = Field(description="Failed jobs only.")
+    target: str | None = Field(description="The file a save or dump writes.")
+    created: float = Field(description="Wall-clock time (Unix seconds) the job was created.")
+    started: float | None
+    ended: float | None
+
+
+class DomainInfoModel(BaseModel):
+    """A snapshot of a domain."""
+
+    name: str
+    uuid: str
+    id: int | None
+    state: str
+    memory: int
+    current_memory: int
+    vcpus: int
+    persistent: bool
+    os_type: str
+
+
+class NetworkInfoModel(BaseModel):
+    """A snapshot of a network."""
+
+    name: str
+    uuid: str
+    active: bool
+    persistent: bool
+    bridge: str | None
+    forward_mode: str | None
+
+
+class CapabilitiesModel(BaseModel):
+    """What the hosted driver offers."""
+
+    driver: str
+    job_kinds: list[JobKind]
+    networks: bool
+    hypervisor: str
+
+
+class HostModel(BaseModel):
+    """A hosted driver: its URI and capabilities."""
+
+    uri: str
+    capabilities: CapabilitiesModel
+
+
+class XmlModel(BaseModel):
+    """An XML document."""
+
+    xml: str
+
+
+class VersionModel(BaseModel):
+    """The daemon's version and the hosts it has open."""
+
+    version: str
+    api: str
+    hosts: list[str]

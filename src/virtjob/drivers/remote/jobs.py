@@ -1,0 +1,191 @@
+"""`RemoteJobDriver`: the `JobDriver` protocol over virtjobd's job routes.
+
+The same `virtjob.jobs.Job` class serves remote jobs: each of its calls becomes one request.
+
+- `job_info` / `job_outcome`: ``GET /v1/jobs/{id}``;
+- `job_wait`: long polls (``GET /v1/jobs/{id}/wait?timeout=``) of at most `POLL` seconds each;
+- `job_watch`: the server-sent-event stream ``GET /v1/jobs/{id}/events``, not a polling loop;
+- `job_add_done_callback`: at once if the job is final, else a background thread long-polls
+  and calls the callbacks once it is (one thread per job, whatever the number of callbacks);
+- `job_cancel`, `job_destroy`: ``POST .../cancel``, ``DELETE``.
+
+Results come back as `DomainRef`/`NetworkRef` (so `Connection.bind` makes Domain/Network
+objects of them); errors are rebuilt as the `VirtError` subclass their code names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from virtjob.errors import ConnectError, JobTimeoutError, NoJobError, VirtError
+from virtjob.jobs import Job, JobInfo, JobOutcome
+
+from . import wire
+from .transport import EventStream, Transport, quote_segment
+
+log = logging.getLogger("virtjob.remote")
+
+POLL = 30.0
+"""Longest single long poll, in seconds (the daemon allows up to 60)."""
+RETRY = 1.0
+"""Seconds a done-callback waiter pauses before retrying after a connection failure."""
+
+
+class RemoteJobDriver:
+    """Forwards the `JobDriver` calls for jobs of one daemon host. Thread-safe."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._lock = threading.Lock()
+        self._callbacks: dict[str, list[Callable[[], None]]] = {}
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Stop the background waiters (callbacks still pending are not called)."""
+        self._closed.set()
+
+    @staticmethod
+    def _path(job_id: str, action: str = "") -> str:
+        return f"{wire.API_PREFIX}/jobs/{quote_segment(job_id)}{action}"
+
+    def fetch(self, job_id: str) -> wire.JobView:
+        """The job's current view: ``GET /v1/jobs/{id}``. `NoJobError` if unknown."""
+        return wire.job_from_dict(self._transport.call("GET", self._path(job_id)))
+
+    def handle(self, view: wire.JobView) -> Job:
+        """A `Job` handle, driven by this driver, on the job `view` describes."""
+        return Job(self, view.id, view.kind, view.subject)
+
+    # -- the JobDriver protocol ---------------------------------------------------------------
+
+    def job_info(self, job_id: str) -> JobInfo:
+        """A snapshot of the job's progress."""
+        data = self._transport.call("GET", self._path(job_id))
+        try:
+            info = data["info"]
+        except (KeyError, TypeError):
+            return wire.job_from_dict(data).info  # raises the right malformed-payload error
+        return wire.info_from_dict(info)
+
+    def job_cancel(self, job_id: str) -> None:
+        """Ask the job to stop; returns at once."""
+        self._transport.call("POST", self._path(job_id, "/cancel"))
+
+    def job_wait(self, job_id: str, timeout: float | None) -> JobInfo:
+        """Long-poll until the job is final; `JobTimeoutError` once `timeout` passes."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            left = POLL if deadline is None else min(POLL, max(0.0, deadline - time.monotonic()))
+            view = wire.job_from_dict(
+                self._transport.call(
+                    "GET",
+                    self._path(job_id, "/wait"),
+                    params={"timeout": round(left, 3)},
+                    timeout=left + 10.0,
+                )
+            )
+            if view.info.state.terminal:
+                return view.info
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeoutError(
+                    f"job {job_id} ({view.kind} of {view.subject!r}) is still {view.info.state}"
+                    f" after {timeout} s; it goes on: wait again or cancel it"
+                )
+
+    def job_watch(self, job_id: str, interval: float) -> Iterator[JobInfo]:
+        """Follow the job's event stream; `NoJobError` at once if it is unknown."""
+        stream = self._transport.events(self._path(job_id, "/events"), {"interval": interval})
+        return _Watch(job_id, stream)
+
+    def job_outcome(self, job_id: str) -> JobOutcome | None:
+        """How the job ended, or None while it runs."""
+        return self.fetch(job_id).outcome
+
+    def job_add_done_callback(self, job_id: str, fn: Callable[[], None]) -> None:
+        """Call `fn()` once the job is final: now, in this thread, if it already is."""
+        if self.fetch(job_id).info.state.terminal:
+            fn()
+            return
+        with self._lock:
+            pending = self._callbacks.get(job_id)
+            if pending is not None:
+                pending.append(fn)
+                return
+            self._callbacks[job_id] = [fn]
+        threading.Thread(
+            target=self._wait_then_call,
+            args=(job_id,),
+            name=f"virtjob-remote-wait-{job_id}",
+            daemon=True,
+        ).start()
+
+    def _wait_then_call(self, job_id: str) -> None:
+        while not self._closed.is_set():
+            try:
+                self.job_wait(job_id, None)
+                break
+            except NoJobError:
+                break  # destroyed, so it had ended
+            except ConnectError as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("waiting for job %s: %s; retrying", job_id, exc)
+                self._closed.wait(RETRY)
+            except VirtError:
+                log.exception("waiting for job %s failed; its done callbacks are dropped", job_id)
+                with self._lock:
+                    self._callbacks.pop(job_id, None)
+                return
+        else:
+            return
+        with self._lock:
+            callbacks = self._callbacks.pop(job_id, [])
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:
+                log.exception("done callback of job %s raised", job_id)
+
+    def job_destroy(self, job_id: str) -> None:
+        """Forget a final job; `OperationInvalidError` while it runs."""
+        self._transport.call("DELETE", self._path(job_id))
+
+
+class _Watch:
+    """The iterator `job_watch` returns: `JobInfo`s from the event stream, final one last."""
+
+    def __init__(self, job_id: str, stream: EventStream) -> None:
+        self._job_id = job_id
+        self._stream: EventStream | None = stream
+
+    def __iter__(self) -> _Watch:
+        return self
+
+    def __next__(self) -> JobInfo:
+        stream = self._stream
+        if stream is None:
+            raise StopIteration
+        try:
+            data = next(stream)
+        except StopIteration:
+            self.close()
+            raise ConnectError(
+                f"the event stream of job {self._job_id} ended before the job did; the daemon"
+                f" may have restarted: look the job up again"
+            ) from None
+        except BaseException:
+            self.close()
+            raise
+        info = wire.info_from_dict(data)
+        if info.state.terminal:
+            self.close()
+        return info
+
+    def close(self) -> None:
+        """Stop following the job (closes the stream)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()

@@ -1,0 +1,287 @@
+"""`Transport`: HTTP to one virtjobd, over a unix socket, TCP or TLS, with errors mapped.
+
+Everything the remote driver sends goes through `Transport.call` (one JSON request and answer)
+or `Transport.events` (a server-sent-event stream). A keep-alive `httpx.Client` is shared by
+every thread of the connection. Failures come back as virtjob errors:
+
+- the daemon cannot be reached, or breaks the connection: `ConnectError`, naming the socket or
+  host and saying what to check;
+- 401: `AuthError`; any other error answer: the `VirtError` its ``code`` names
+  (`virtjob.errors.error_from_code`), message included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from virtjob.errors import (
+    AuthError,
+    ConnectError,
+    InternalError,
+    InvalidArgError,
+    VirtError,
+)
+from virtjob.uri import ConnectURI
+
+from . import wire
+
+TOKEN_ENV = "VIRTJOB_TOKEN"
+SOCKET_NAME = "virtjobd.sock"
+DEFAULT_PORTS = {"tcp": 16509, "tls": 16514}
+TRANSPORT_PARAMS = frozenset({"socket", "token_file", "ca_file"})
+"""URI parameters the remote driver uses itself; the others go to the hosted driver."""
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+
+
+def default_socket() -> str:
+    """The socket virtjobd listens on by default: ``$VIRTJOB_STATE_DIR/virtjobd.sock``."""
+    state = os.environ.get("VIRTJOB_STATE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".local", "share", "virtjob"
+    )
+    return os.path.join(state, SOCKET_NAME)
+
+
+def quote_segment(text: str) -> str:
+    """`text` escaped to be one path segment."""
+    return quote(text, safe="")
+
+
+def _read_token(uri: ConnectURI) -> str | None:
+    path = uri.params.get("token_file")
+    if path is None:
+        return os.environ.get(TOKEN_ENV) or None
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise InvalidArgError(f"cannot read token_file {path} of {uri}: {exc.strerror}") from None
+    if not token:
+        raise InvalidArgError(f"token_file {path} of {uri} is empty")
+    return token
+
+
+class Transport:
+    """An HTTP client of one virtjobd. Thread-safe; `close()` releases its connections.
+
+    Raises `InvalidArgError` for unusable URI parameters (unreadable token or CA file).
+    """
+
+    def __init__(self, uri: ConnectURI) -> None:
+        self.uri = uri
+        headers = {"accept": "application/json"}
+        token = _read_token(uri)
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
+        timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+        if uri.transport == "unix":
+            self.socket: str | None = os.path.abspath(
+                os.path.expanduser(uri.params.get("socket") or default_socket())
+            )
+            self.where = f"unix socket {self.socket}"
+            transport = httpx.HTTPTransport(uds=self.socket, limits=limits)
+            base = "http://virtjobd"
+        else:
+            self.socket = None
+            host = uri.host or "127.0.0.1"
+            port = uri.port or DEFAULT_PORTS[uri.transport or "tcp"]
+            netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.where = f"{'https' if uri.transport == 'tls' else 'http'}://{netloc}"
+            verify: ssl.SSLContext | bool = True
+            if uri.transport == "tls":
+                ca_file = uri.params.get("ca_file")
+                try:
+                    verify = ssl.create_default_context(
+                        cafile=os.path.expanduser(ca_file) if ca_file else None
+                    )
+                except (OSError, ssl.SSLError) as exc:
+                    raise InvalidArgError(
+                        f"cannot load ca_file {ca_file} of {uri}: {exc}"
+                    ) from None
+            transport = httpx.HTTPTransport(verify=verify, limits=limits)
+            base = self.where
+        self._client = httpx.Client(
+            base_url=base, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def probe(self) -> None:
+        """Check that a unix socket accepts connections; `ConnectError` saying why if not.
+
+        (A failed connect through httpcore leaks its socket; this one is always closed.)
+        """
+        if self.socket is None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(CONNECT_TIMEOUT)
+            sock.connect(self.socket)
+        except OSError as exc:
+            raise self._connect_error(httpx.ConnectError(str(exc))) from None
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        """Close the connections to the daemon."""
+        self._client.close()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: wire.Json | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send one request and return its decoded JSON answer (None for 204).
+
+        Raises the `VirtError` the daemon answered with, `AuthError` on 401, `ConnectError`
+        when the daemon cannot be reached or the connection breaks.
+        """
+        content = None
+        headers = None
+        if body is not None:
+            content = json.dumps(body).encode()
+            headers = {"content-type": "application/json"}
+        try:
+            response = self._client.request(
+                method,
+                path,
+                content=content,
+                headers=headers,
+                params=params,
+                timeout=httpx.USE_CLIENT_DEFAULT
+                if timeout is None
+                else httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+            )
+        except httpx.HTTPError as exc:
+            raise self._connect_error(exc) from None
+        except RuntimeError as exc:  # the client was closed
+            raise ConnectError(f"the connection to {self.uri} is closed: {exc}") from None
+        status = response.status_code
+        if status == 204:
+            return None
+        if status >= 400:
+            raise self._answer_error(status, response.content)
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise InternalError(
+                f"virtjobd at {self.where} answered {method} {path} with something that is not"
+                f" JSON: {response.content[:200]!r}"
+            ) from None
+
+    def events(self, path: str, params: dict[str, Any]) -> EventStream:
+        """Open a server-sent-event stream; raises like `call` if it cannot be opened."""
+        request = self._client.build_request(
+            "GET",
+            path,
+            params=params,
+            headers={"accept": "text/event-stream"},
+            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+        )
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._connect_error(exc) from None
+        except RuntimeError as exc:
+            raise ConnectError(f"the connection to {self.uri} is closed: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                content = response.read()
+            except httpx.HTTPError as exc:
+                raise self._connect_error(exc) from None
+            finally:
+                response.close()
+            raise self._answer_error(response.status_code, content)
+        return EventStream(self, response)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _connect_error(self, exc: httpx.HTTPError) -> VirtError:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            return ConnectError(
+                f"virtjobd at {self.where} did not answer in time ({reason}); check that it is"
+                f" not overloaded or stuck (its log says more)"
+            )
+        if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate" in reason.lower():
+            return ConnectError(
+                f"cannot verify the TLS certificate of virtjobd at {self.where}: {reason};"
+                f" for a self-signed certificate pass ?ca_file=/path/to/cert.pem in the URI"
+            )
+        if self.socket is not None:
+            hint = (
+                f"is virtjobd running? start it with: virtjobd --listen unix:{self.socket}"
+                f" (or give the right path with ?socket=)"
+            )
+        else:
+            hint = "is virtjobd running and listening there (virtjobd --listen tcp:HOST:PORT)?"
+        return ConnectError(f"cannot reach virtjobd at {self.where}: {reason}; {hint}")
+
+    def _answer_error(self, status: int, content: bytes) -> VirtError:
+        try:
+            data = json.loads(content)
+            error = wire.error_from_dict(data) if isinstance(data, dict) else None
+        except ValueError:
+            error = None
+        if status == 401:
+            message = error.message if error is not None else "authentication failed"
+            return AuthError(message)
+        if error is None:
+            return InternalError(
+                f"virtjobd at {self.where} answered HTTP {status} without an error body:"
+                f" {content[:200]!r}"
+            )
+        return error
+
+
+class EventStream:
+    """The decoded ``data`` of each event of an open SSE response; `close()` when done."""
+
+    def __init__(self, transport: Transport, response: httpx.Response) -> None:
+        self._transport = transport
+        self._response = response
+        self._lines: Iterator[str] = response.iter_lines()
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> wire.Json:
+        data: list[str] = []
+        try:
+            for line in self._lines:
+                if not line:
+                    if data:
+                        decoded: wire.Json = json.loads("\n".join(data))
+                        return decoded
+                    continue
+                if line.startswith("data:"):
+                    data.append(line[5:].lstrip(" "))
+                # other fields ("event:", "id:") and ": comments" carry nothing we need
+        except httpx.HTTPError as exc:
+            self.close()
+            raise self._transport._connect_error(exc) from None
+        except ValueError as exc:
+            self.close()
+            raise InternalError(f"virtjobd sent a malformed event: {exc}") from None
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """Close the stream's connection."""
+        self._response.close()
+
+    def __del__(self) -> None:
+        self._response.close()
