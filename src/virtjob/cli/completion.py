@@ -1,0 +1,64 @@
+"""Shell completion: domain, network and job names from the host, and ``virtjob completion``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+from click.shell_completion import CompletionItem, get_completion_class
+
+import virtjob
+from virtjob.uri import default_uri
+
+COMPLETE_VAR = "_VIRTJOB_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _names(ctx: click.Context, lister: Callable[[virtjob.Connection], list[str]]) -> list[str]:
+    uri = ctx.find_root().params.get("uri") or default_uri()
+    try:
+        with virtjob.open(uri) as conn:
+            return lister(conn)
+    except Exception:  # completion must never break the shell
+        return []
+
+
+def complete_domain(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Complete a domain name."""
+    names = _names(ctx, lambda conn: [d.name for d in conn.list_domains()])
+    return [CompletionItem(n) for n in sorted(names) if n.startswith(incomplete)]
+
+
+def complete_network(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Complete a network name."""
+    names = _names(ctx, lambda conn: [n.name for n in conn.list_networks()])
+    return [CompletionItem(n) for n in sorted(names) if n.startswith(incomplete)]
+
+
+def complete_job(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Complete a job id, with what the job does as help."""
+    jobs = _names(ctx, lambda conn: [f"{j.id}\t{j.kind} {j.subject}" for j in conn.list_jobs()])
+    items = [CompletionItem(*entry.split("\t", 1)) for entry in jobs]
+    return [item for item in items if item.value.startswith(incomplete)]
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
+    """Print the completion script for SHELL.
+
+    \b
+    Example (add the line to ~/.bashrc):
+      eval "$(virtjob completion bash)"
+    """
+    root = ctx.find_root()
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(root.command, {}, root.info_name or "virtjob", COMPLETE_VAR).source())

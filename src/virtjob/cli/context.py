@@ -1,0 +1,135 @@
+"""Per-invocation state shared by every command: the URI, the connection, ``--debug``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+import virtjob
+from virtjob.cli.output import CliError, ExitCode, xml_error_message
+from virtjob.errors import InvalidArgError, NoSupportError, XMLError
+from virtjob.uri import parse_uri
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_XML_BYTES = 1 << 20
+
+
+@dataclass
+class App:
+    """What the global options chose; opens the connection on first use and closes it at exit."""
+
+    uri: str
+    debug: bool = False
+    _conn: virtjob.Connection | None = field(default=None, init=False)
+
+    @property
+    def in_process(self) -> bool:
+        """True when the URI names a driver inside this process (no daemon)."""
+        return not parse_uri(self.uri).is_remote
+
+    @property
+    def conn(self) -> virtjob.Connection:
+        """The open connection; a bad or unsupported URI is a usage error (exit 2)."""
+        if self._conn is None:
+            try:
+                self._conn = virtjob.open(self.uri)
+            except (InvalidArgError, NoSupportError) as exc:
+                raise CliError(str(exc), ExitCode.USAGE) from exc
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection if it was opened."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def require_daemon(self, what: str) -> None:
+        """Refuse `what` (e.g. ``--bg``) on an in-process driver, saying why and what to use."""
+        if self.in_process:
+            uri = parse_uri(self.uri)
+            raise CliError(
+                f"{what} needs a daemon: with {self.uri} the job runs inside this virtjob"
+                f" process and would die when it exits; start virtjobd and connect to it, e.g."
+                f" -c '{uri.driver}+unix://{uri.path}?socket=/run/user/$UID/virtjob.sock'",
+                ExitCode.USAGE,
+            )
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def read_xml(path: str) -> tuple[str, str]:
+    """Read an XML document from `path` (``-`` for stdin); return (source name, text).
+
+    An unreadable file is a usage error (exit 2); a document that is not UTF-8 fails (exit 1).
+    """
+    source = "<stdin>" if path == "-" else path
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_XML_BYTES + 1)
+        else:
+            with Path(path).open("rb") as handle:
+                data = handle.read(MAX_XML_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CliError(
+            f"cannot read XML file {source!r}: {reason}; check the path and its permissions",
+            ExitCode.USAGE,
+        ) from exc
+    if len(data) > MAX_XML_BYTES:
+        raise CliError(f"{source}: the document is over 1 MiB; virtjob refuses larger ones")
+    try:
+        return source, data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def xml_errors(source: str) -> XMLErrorReport:
+    """Context manager: report an `XMLError` as ``SOURCE:LINE:COLUMN: problem`` (exit 1)."""
+    return XMLErrorReport(source)
+
+
+class XMLErrorReport:
+    """Turns an `XMLError` raised inside the block into a located one-line error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, XMLError):
+            raise CliError(xml_error_message(self.source, exc)) from exc
+
+
+def json_option(
+    help_text: str = "Print machine-readable JSON (see docs/cli.md).",
+) -> Callable[[F], F]:
+    """The ``--json`` flag, passed to the command as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def _check_bg(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    app = ctx.find_object(App)
+    if value and app is not None and not ctx.resilient_parsing:
+        app.require_daemon("--bg")
+    return value
+
+
+def bg_option(func: F) -> F:
+    """The ``--bg`` flag: print the job id and return at once (daemon URIs only)."""
+    return click.option(
+        "--bg",
+        "background",
+        is_flag=True,
+        callback=_check_bg,
+        help="Print the job id and return at once; the job runs on in the daemon"
+        " (refused for in-process URIs such as test:///default).",
+    )(func)

@@ -1,0 +1,321 @@
+"""Domain commands: list, dominfo, dumpxml, define, undefine, create, start, destroy, suspend,
+resume, shutdown, save, restore, dump."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from virtjob.cli.completion import complete_domain
+from virtjob.cli.context import App, bg_option, json_option, pass_app, read_xml, xml_errors
+from virtjob.cli.jobrun import run_long
+from virtjob.cli.output import (
+    domain_json,
+    echo_fields,
+    echo_json,
+    echo_table,
+    format_bytes,
+    yes_no,
+)
+from virtjob.domain import Domain, DomainInfo
+from virtjob.jobs import Job
+
+DOMAIN = click.argument("domain", shell_complete=complete_domain)
+XML_FILE = click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+TARGET = click.argument("file", type=click.Path(dir_okay=False))
+
+
+def _sorted(infos: list[DomainInfo]) -> list[DomainInfo]:
+    """Running domains by id first, then the others by name (like virsh)."""
+    return sorted(infos, key=lambda i: (i.id is None, i.id or 0, i.name))
+
+
+def _domain_of(job: Job) -> Domain:
+    made: Domain = job.domain()
+    return made
+
+
+@click.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also list domains that are not running.")
+@click.option("--inactive", is_flag=True, help="List only domains that are not running.")
+@click.option("--name", "names_only", is_flag=True, help="Print only the names, one a line.")
+@json_option()
+@pass_app
+def list_domains(app: App, show_all: bool, inactive: bool, names_only: bool, as_json: bool) -> None:
+    """List domains: the running (and paused) ones, or all with --all.
+
+    \b
+    Examples:
+      virtjob list --all
+      virtjob list --json | jq -r '.[].name'
+    """
+    infos = _sorted([dom.info() for dom in app.conn.list_domains()])
+    if inactive:
+        infos = [i for i in infos if not i.state.active]
+    elif not show_all:
+        infos = [i for i in infos if i.state.active]
+    if as_json:
+        echo_json([domain_json(i) for i in infos])
+    elif names_only:
+        for info in infos:
+            click.echo(info.name)
+    else:
+        rows = [("-" if i.id is None else str(i.id), i.name, str(i.state)) for i in infos]
+        echo_table(("Id", "Name", "State"), rows)
+
+
+@click.command()
+@DOMAIN
+@json_option()
+@pass_app
+def dominfo(app: App, domain: str, as_json: bool) -> None:
+    """Show a domain's state, memory, vCPUs and persistence.
+
+    \b
+    Example:
+      virtjob dominfo test
+    """
+    info = app.conn.lookup_domain(domain).info()
+    if as_json:
+        echo_json(domain_json(info))
+        return
+    echo_fields(
+        [
+            ("Id", "-" if info.id is None else str(info.id)),
+            ("Name", info.name),
+            ("UUID", str(info.uuid)),
+            ("OS Type", info.os_type),
+            ("State", str(info.state)),
+            ("CPU(s)", str(info.vcpus)),
+            ("Max memory", format_bytes(info.memory)),
+            ("Used memory", format_bytes(info.current_memory)),
+            ("Persistent", yes_no(info.persistent)),
+        ]
+    )
+
+
+@click.command()
+@DOMAIN
+@pass_app
+def dumpxml(app: App, domain: str) -> None:
+    """Print a domain's XML document.
+
+    \b
+    Example:
+      virtjob dumpxml test > test.xml
+    """
+    click.echo(app.conn.lookup_domain(domain).xml(), nl=False)
+
+
+@click.command()
+@XML_FILE
+@pass_app
+def define(app: App, file: str) -> None:
+    """Define a persistent (shut-off) domain from an XML FILE ('-' reads stdin).
+
+    \b
+    Example:
+      virtjob define web.xml && virtjob start web
+    """
+    source, xml = read_xml(file)
+    with xml_errors(source):
+        dom = app.conn.define_domain(xml)
+    click.echo(f"Domain '{dom.name}' defined from {source}")
+
+
+@click.command()
+@DOMAIN
+@pass_app
+def undefine(app: App, domain: str) -> None:
+    """Remove a domain's definition; a running domain goes on as a transient one.
+
+    \b
+    Example:
+      virtjob undefine web
+    """
+    dom = app.conn.lookup_domain(domain)
+    dom.undefine()
+    click.echo(f"Domain '{dom.name}' has been undefined")
+
+
+@click.command()
+@XML_FILE
+@bg_option
+@json_option("Print the job as JSON (see docs/cli.md) instead of progress and messages.")
+@pass_app
+def create(app: App, file: str, background: bool, as_json: bool) -> None:
+    """Create and boot a transient domain from an XML FILE ('-' reads stdin), with progress.
+
+    \b
+    Example:
+      virtjob create web.xml
+    """
+    source, xml = read_xml(file)
+
+    def start() -> Job:
+        with xml_errors(source):
+            return app.conn.create_domain_job(xml)
+
+    run_long(
+        app,
+        start,
+        background=background,
+        as_json=as_json,
+        success=lambda job: f"Domain '{_domain_of(job).name}' created from {source}",
+    )
+
+
+@click.command()
+@DOMAIN
+@bg_option
+@json_option("Print the job as JSON (see docs/cli.md) instead of progress and messages.")
+@pass_app
+def start(app: App, domain: str, background: bool, as_json: bool) -> None:
+    """Boot a defined, shut-off domain, with progress.
+
+    \b
+    Example:
+      virtjob start web
+    """
+    dom = app.conn.lookup_domain(domain)
+    run_long(
+        app,
+        dom.start_job,
+        background=background,
+        as_json=as_json,
+        success=lambda _job: f"Domain '{dom.name}' started",
+    )
+
+
+def _immediate(name: str, verb: str, done: str, help_text: str) -> click.Command:
+    """Build a command that runs `Domain.<verb>()` on DOMAIN and says `done`."""
+
+    @click.command(name, help=help_text)
+    @DOMAIN
+    @pass_app
+    def command(app: App, domain: str) -> None:
+        dom = app.conn.lookup_domain(domain)
+        getattr(dom, verb)()
+        click.echo(f"Domain '{dom.name}' {done}")
+
+    return command
+
+
+destroy = _immediate(
+    "destroy",
+    "destroy",
+    "destroyed",
+    "Stop a running domain at once (power off).\n\n\b\nExample:\n  virtjob destroy test",
+)
+suspend = _immediate(
+    "suspend",
+    "suspend",
+    "suspended",
+    "Pause a running domain's vCPUs.\n\n\b\nExample:\n  virtjob suspend test",
+)
+resume = _immediate(
+    "resume",
+    "resume",
+    "resumed",
+    "Resume a paused domain.\n\n\b\nExample:\n  virtjob resume test",
+)
+shutdown = _immediate(
+    "shutdown",
+    "shutdown",
+    "is being shutdown",
+    "Ask a running domain's guest to power off cleanly.\n\n\b\nExample:\n  virtjob shutdown test",
+)
+
+
+@click.command()
+@DOMAIN
+@TARGET
+@bg_option
+@json_option("Print the job as JSON (see docs/cli.md) instead of progress and messages.")
+@pass_app
+def save(app: App, domain: str, file: str, background: bool, as_json: bool) -> None:
+    """Save a running domain's memory to FILE and stop it, with progress.
+
+    Ctrl-C cancels the save: the domain keeps running and no file is left at FILE.
+
+    \b
+    Examples:
+      virtjob save test /var/tmp/test.save
+      virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' save --bg test /var/tmp/t.save
+    """
+    dom = app.conn.lookup_domain(domain)
+    path = os.path.abspath(file)
+    run_long(
+        app,
+        lambda: dom.save_job(path),
+        background=background,
+        as_json=as_json,
+        success=lambda _job: f"Domain '{dom.name}' saved to {path}",
+        cancelled_note=f"no save file was written at {path}",
+    )
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@bg_option
+@json_option("Print the job as JSON (see docs/cli.md) instead of progress and messages.")
+@pass_app
+def restore(app: App, file: str, background: bool, as_json: bool) -> None:
+    """Restore a domain from a save FILE and run it again, with progress.
+
+    \b
+    Example:
+      virtjob restore /var/tmp/test.save
+    """
+    path = os.path.abspath(file)
+    run_long(
+        app,
+        lambda: app.conn.restore_job(path),
+        background=background,
+        as_json=as_json,
+        success=lambda job: f"Domain '{_domain_of(job).name}' restored from {path}",
+    )
+
+
+@click.command()
+@DOMAIN
+@TARGET
+@bg_option
+@json_option("Print the job as JSON (see docs/cli.md) instead of progress and messages.")
+@pass_app
+def dump(app: App, domain: str, file: str, background: bool, as_json: bool) -> None:
+    """Write a domain's memory to a core FILE; the domain keeps its state. With progress.
+
+    \b
+    Example:
+      virtjob dump test /var/tmp/test.core
+    """
+    dom = app.conn.lookup_domain(domain)
+    path = os.path.abspath(file)
+    run_long(
+        app,
+        lambda: dom.dump_core_job(path),
+        background=background,
+        as_json=as_json,
+        success=lambda _job: f"Domain '{dom.name}' dumped to {path}",
+        cancelled_note=f"no core file was written at {path}",
+    )
+
+
+COMMANDS = [
+    list_domains,
+    dominfo,
+    dumpxml,
+    define,
+    undefine,
+    create,
+    start,
+    destroy,
+    suspend,
+    resume,
+    shutdown,
+    save,
+    restore,
+    dump,
+]

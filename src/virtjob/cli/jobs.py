@@ -1,0 +1,182 @@
+"""Job commands: job-list, job-info, job-cancel, job-wait, job-destroy."""
+
+from __future__ import annotations
+
+import click
+
+from virtjob.cli.completion import complete_job
+from virtjob.cli.context import App, json_option, pass_app
+from virtjob.cli.jobrun import conclude, follow
+from virtjob.cli.output import (
+    echo_fields,
+    echo_json,
+    echo_table,
+    format_bytes,
+    format_duration,
+    format_percent,
+    job_json,
+    yes_no,
+)
+from virtjob.cli.progress import make_display
+from virtjob.jobs import Job, JobInfo, JobState
+
+JOB_ID = click.argument("job_id", metavar="ID", shell_complete=complete_job)
+
+
+def _what(job: Job) -> str:
+    return f"{job.kind} of {job.subject!r}"
+
+
+def _outcome(job: Job, info: JobInfo) -> str:
+    """``domain 'test'``, the error, or ``-``: what the job produced."""
+    if info.state is JobState.SUCCEEDED:
+        made = job.domain() or job.network()
+        if made is not None:
+            return f"{'domain' if job.kind.yields_domain else 'network'} '{made.name}'"
+        return "done"
+    if info.state is JobState.FAILED:
+        error = job.error()
+        return f"{error.code}: {error.message}" if error is not None else "failed"
+    return "-"
+
+
+@click.command("job-list")
+@json_option()
+@pass_app
+def job_list(app: App, as_json: bool) -> None:
+    """List the host's jobs (not yet destroyed), oldest first.
+
+    \b
+    Example:
+      virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' job-list
+    """
+    jobs = [(job, job.info()) for job in app.conn.list_jobs()]
+    if as_json:
+        echo_json([job_json(job, info) for job, info in jobs])
+        return
+    rows = [
+        (
+            job.id,
+            str(job.kind),
+            job.subject,
+            str(info.state),
+            format_percent(info.percent),
+            format_duration(info.elapsed),
+        )
+        for job, info in jobs
+    ]
+    echo_table(("Id", "Kind", "Subject", "State", "Progress", "Elapsed"), rows)
+
+
+@click.command("job-info")
+@JOB_ID
+@json_option()
+@pass_app
+def job_info(app: App, job_id: str, as_json: bool) -> None:
+    """Show a job's state, progress, result or error (exit 0 whatever its state).
+
+    \b
+    Example:
+      virtjob job-info 0709b89a8e31 --json
+    """
+    job = app.conn.lookup_job(job_id)
+    info = job.info()
+    if as_json:
+        echo_json(job_json(job, info))
+        return
+    processed = "-"
+    if info.processed is not None:
+        processed = format_bytes(info.processed)
+        if info.total is not None:
+            processed += f" of {format_bytes(info.total)}"
+    echo_fields(
+        [
+            ("Id", job.id),
+            ("Kind", str(job.kind)),
+            ("Subject", job.subject),
+            ("State", str(info.state)),
+            ("Progress", format_percent(info.percent)),
+            ("Processed", processed),
+            ("Elapsed", format_duration(info.elapsed)),
+            ("Remaining", format_duration(info.remaining)),
+            ("Cancel requested", yes_no(info.cancel_requested)),
+            ("Outcome", _outcome(job, info)),
+        ]
+    )
+
+
+@click.command("job-cancel")
+@JOB_ID
+@pass_app
+def job_cancel(app: App, job_id: str) -> None:
+    """Ask a job to stop and return at once (it may still succeed); see job-wait.
+
+    \b
+    Example:
+      virtjob job-cancel 0709b89a8e31 && virtjob job-wait 0709b89a8e31
+    """
+    job = app.conn.lookup_job(job_id)
+    job.cancel()
+    state = job.info().state
+    if state.terminal and state is not JobState.CANCELLED:
+        click.echo(f"Job {job.id} ({_what(job)}) had already {state}; nothing to cancel")
+    else:
+        click.echo(f"Cancellation of job {job.id} ({_what(job)}) requested")
+
+
+@click.command("job-wait")
+@JOB_ID
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Give up after SECONDS (exit 5); the job goes on.",
+)
+@click.option(
+    "--no-cancel",
+    is_flag=True,
+    help="On Ctrl-C stop waiting but leave the job running (default: cancel it).",
+)
+@click.option("--destroy", is_flag=True, help="Release the job's record once it has ended.")
+@json_option("Print the final job as JSON (see docs/cli.md) instead of progress and messages.")
+@pass_app
+def job_wait(
+    app: App, job_id: str, timeout: float | None, no_cancel: bool, destroy: bool, as_json: bool
+) -> None:
+    """Follow a job to its end with progress; the exit code tells how it ended.
+
+    Exit 0 if it succeeded, 1 if it failed, 3 if it was cancelled, 5 on --timeout.
+    Ctrl-C cancels the job (unless --no-cancel); a second Ctrl-C stops waiting.
+
+    \b
+    Example:
+      virtjob job-wait 0709b89a8e31 --timeout 60
+    """
+    job = app.conn.lookup_job(job_id)
+    info = follow(app, job, make_display(job, quiet=as_json), timeout=timeout, cancel=not no_cancel)
+    conclude(
+        app,
+        job,
+        info,
+        success=lambda j: f"Job {j.id} ({_what(j)}) succeeded: {_outcome(j, info)}",
+        as_json=as_json,
+        release=destroy,
+    )
+
+
+@click.command("job-destroy")
+@JOB_ID
+@pass_app
+def job_destroy(app: App, job_id: str) -> None:
+    """Release a finished job's record (refused while it runs).
+
+    \b
+    Example:
+      virtjob job-destroy 0709b89a8e31
+    """
+    job = app.conn.lookup_job(job_id)
+    job.destroy()
+    click.echo(f"Job {job.id} ({_what(job)}) destroyed")
+
+
+COMMANDS = [job_list, job_info, job_cancel, job_wait, job_destroy]

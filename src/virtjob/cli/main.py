@@ -1,0 +1,141 @@
+"""The ``virtjob`` command group: global options, error reporting and exit codes."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+import virtjob
+from virtjob.cli import completion, domains, jobs, networks
+from virtjob.cli.context import App
+from virtjob.cli.output import CliError, ExitCode, exit_code_for
+from virtjob.errors import InvalidArgError, VirtError
+from virtjob.uri import DEFAULT_URI, URI_ENV, parse_uri
+
+EPILOG = f"""\b
+Connection: -c URI, else ${URI_ENV}, else {DEFAULT_URI}.
+Exit codes: 0 ok, 1 failed, 2 usage error, 3 cancelled, 4 no such
+domain/network/job, 5 timeout, 6 cannot connect, 130 interrupted.
+Run 'virtjob COMMAND --help' for a command's options and an example.
+"""
+
+
+class VirtjobGroup(click.Group):
+    """A click group that reports every failure as one line on stderr with its exit code."""
+
+    def run(self, args: Sequence[str] | None = None, prog_name: str = "virtjob") -> int:
+        """Run the command line `args` and return the exit code (never raises, bar SystemExit)."""
+        try:
+            result = self.main(args, prog_name, standalone_mode=False)
+        except click.exceptions.NoArgsIsHelpError as exc:  # plain "virtjob": the help
+            exc.show()
+            return exc.exit_code
+        except click.UsageError as exc:
+            return _usage_error(exc)
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        except click.Abort:  # Ctrl-C outside a job wait, or EOF on a prompt
+            click.echo("interrupted", err=True)
+            return ExitCode.INTERRUPTED
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _silence_stdout()  # the reader went away (virtjob list | head): not an error
+            return ExitCode.OK
+        return result if isinstance(result, int) else ExitCode.OK
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Invoke the subcommand, turning a `VirtError` or a crash into a one-line error."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except VirtError as exc:
+            _trace_if_debug(ctx)
+            raise CliError(exc.message, exit_code_for(exc)) from exc
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            _trace_if_debug(ctx)
+            raise CliError(f"{exc}; run with --debug for details") from exc
+        except Exception as exc:
+            _trace_if_debug(ctx)
+            raise CliError(
+                f"internal error: {type(exc).__name__}: {exc}; this is a bug in virtjob,"
+                f" please report it with the output of --debug"
+            ) from exc
+
+
+def _usage_error(exc: click.UsageError) -> int:
+    where = exc.ctx.command_path if exc.ctx is not None else "virtjob"
+    message = exc.format_message().replace("\n", " ")
+    click.echo(f"error: {message} (see '{where} --help')", err=True)
+    return exc.exit_code
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _trace_if_debug(ctx: click.Context) -> None:
+    app = ctx.find_object(App)
+    if app is not None and app.debug:
+        traceback.print_exc()
+
+
+def _check_uri(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_uri(value)
+        except InvalidArgError as exc:
+            raise click.BadParameter(exc.message, ctx, param) from None
+    return value
+
+
+@click.group(cls=VirtjobGroup, epilog=EPILOG, context_settings={"max_content_width": 100})
+@click.option(
+    "-c",
+    "--connect",
+    "uri",
+    metavar="URI",
+    envvar=URI_ENV,
+    callback=_check_uri,
+    help=f"Host to manage, e.g. test:///default or 'test+unix:///default?socket=PATH'"
+    f" [default: ${URI_ENV}, else {DEFAULT_URI}].",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs on errors.")
+@click.version_option(virtjob.__version__, prog_name="virtjob")
+@click.pass_context
+def cli(ctx: click.Context, uri: str | None, debug: bool) -> None:
+    """Manage virtual machines and networks; long operations run as cancellable jobs.
+
+    \b
+    Examples:
+      virtjob list --all
+      virtjob save test /var/tmp/test.save      # live progress; Ctrl-C cancels
+      virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' save --bg test /tmp/t.save
+      virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' job-wait JOB_ID
+    """
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    app = App(uri or DEFAULT_URI, debug=debug)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+for _command in (*domains.COMMANDS, *networks.COMMANDS, *jobs.COMMANDS, completion.completion):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run virtjob with `argv` (default: ``sys.argv[1:]``) and return its exit code."""
+    return cli.run(argv)

@@ -1,0 +1,278 @@
+"""Showing a job's progress: a live rich bar on a terminal, plain lines in a pipe, or nothing.
+
+Every display is fed the `JobInfo` snapshots of `Job.watch()`; `Follower` runs that iterator in
+a thread so the main thread stays free to time out and to take Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from types import TracebackType
+from typing import Protocol
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from virtjob.cli.output import format_bytes, format_duration, format_percent
+from virtjob.jobs import Job, JobInfo, JobState
+
+PLAIN_INTERVAL = 1.0
+RATE_WINDOW = 3.0
+
+_STATE_STYLE = {
+    JobState.QUEUED: "dim",
+    JobState.RUNNING: "cyan",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "yellow",
+}
+
+
+class Follower:
+    """Runs ``job.watch()`` in a daemon thread and hands its snapshots over through a queue."""
+
+    def __init__(self, job: Job, interval: float = 0.1) -> None:
+        self._job = job
+        self._interval = interval
+        self._queue: queue.Queue[JobInfo | BaseException] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{job.id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for info in self._job.watch(self._interval):
+                self._queue.put(info)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._queue.put(exc)
+
+    def get(self, timeout: float | None) -> JobInfo | None:
+        """Return the next snapshot, or None after `timeout` seconds; re-raise a watch error."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+class RateMeter:
+    """Bytes per second over the last few seconds of snapshots (the whole run once final)."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, info: JobInfo) -> None:
+        """Record a snapshot."""
+        if info.processed is None:
+            return
+        self._samples.append((info.elapsed, info.processed))
+        while len(self._samples) > 2 and info.elapsed - self._samples[1][0] >= RATE_WINDOW:
+            self._samples.popleft()
+
+    def rate(self, info: JobInfo) -> float | None:
+        """Return the current rate in bytes per second, None when unknown."""
+        if info.state.terminal:
+            if info.processed and info.elapsed > 0:
+                return info.processed / info.elapsed
+            return None
+        if len(self._samples) < 2:
+            return None
+        (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
+        return (p1 - p0) / (t1 - t0) if t1 > t0 else None
+
+
+class Display(Protocol):
+    """Where a followed job's progress goes."""
+
+    def __enter__(self) -> Display: ...
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def update(self, info: JobInfo) -> None:
+        """Show a new snapshot."""
+        ...
+
+    def note(self, text: str) -> None:
+        """Show a message about the job (e.g. that it is being cancelled)."""
+        ...
+
+
+def describe(job: Job) -> str:
+    """``domain-save test``: what the job does, in a few words."""
+    return f"{job.kind} {job.subject}"
+
+
+def progress_line(job: Job, info: JobInfo, rate: float | None) -> str:
+    """One plain line: ``job ID KIND SUBJECT: STATE PERCENT BYTES RATE elapsed ETA``."""
+    parts = [f"job {job.id} {describe(job)}: {info.state}"]
+    if info.cancel_requested and not info.state.terminal:
+        parts.append("(cancelling)")
+    if info.percent is not None:
+        parts.append(format_percent(info.percent))
+    if info.processed is not None:
+        total = f"/{format_bytes(info.total)}" if info.total is not None else ""
+        parts.append(f"{format_bytes(info.processed)}{total}")
+    if rate is not None:
+        parts.append(f"{format_bytes(rate)}/s")
+    parts.append(f"elapsed {format_duration(info.elapsed)}")
+    if not info.state.terminal:
+        parts.append(f"ETA {format_duration(info.remaining)}")
+    return " ".join(parts)
+
+
+class PlainDisplay:
+    """Plain lines on stdout: one per change of state, else at most one a second."""
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+        self._meter = RateMeter()
+        self._last_print: float | None = None
+        self._last_state: JobState | None = None
+
+    def __enter__(self) -> PlainDisplay:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def update(self, info: JobInfo) -> None:
+        """Print the snapshot if its state is new or a second has passed since the last line."""
+        self._meter.add(info)
+        now = time.monotonic()
+        due = self._last_print is None or now - self._last_print >= PLAIN_INTERVAL
+        if due or info.state is not self._last_state:
+            click.echo(progress_line(self._job, info, self._meter.rate(info)))
+            sys.stdout.flush()
+            self._last_print = now
+            self._last_state = info.state
+
+    def note(self, text: str) -> None:
+        """Print the message on stderr."""
+        click.echo(text, err=True)
+
+
+class NullDisplay:
+    """Shows nothing (``--json``: stdout carries only the JSON document)."""
+
+    def __enter__(self) -> NullDisplay:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def update(self, info: JobInfo) -> None:
+        """Ignore the snapshot."""
+
+    def note(self, text: str) -> None:
+        """Print the message on stderr."""
+        click.echo(text, err=True)
+
+
+class _JobView:
+    """The renderable: a header line (job id, what, state) over a bar with the numbers."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.info: JobInfo | None = None
+        self.seen_at = time.monotonic()
+        self.meter = RateMeter()
+
+    def set(self, info: JobInfo) -> None:
+        self.info = info
+        self.seen_at = time.monotonic()
+        self.meter.add(info)
+
+    def __rich__(self) -> RenderableType:
+        info = self.info
+        header = Text.assemble(("job ", "dim"), (self.job.id, "bold"), "  ", describe(self.job))
+        if info is None:
+            return Group(header, ProgressBar(total=None))
+        header.append("  ")
+        header.append(str(info.state), style=_STATE_STYLE[info.state])
+        if info.cancel_requested and not info.state.terminal:
+            header.append("  cancelling…", style="yellow")
+        elapsed, remaining = info.elapsed, info.remaining
+        if info.state is JobState.RUNNING:  # tick between snapshots
+            since = time.monotonic() - self.seen_at
+            elapsed += since
+            remaining = None if remaining is None else max(0.0, remaining - since)
+        style = {JobState.FAILED: "red", JobState.CANCELLED: "yellow"}.get(info.state, "")
+        bar = ProgressBar(
+            total=None if info.percent is None else 100.0,
+            completed=info.percent or 0.0,
+            complete_style=style or "bar.complete",
+            finished_style=style or "bar.finished",
+        )
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(ratio=1, min_width=10)
+        cells: list[RenderableType] = [bar, format_percent(info.percent)]
+        if info.processed is not None:
+            total = f"/{format_bytes(info.total)}" if info.total is not None else ""
+            cells.append(f"{format_bytes(info.processed)}{total}")
+        rate = self.meter.rate(info)
+        if rate is not None:
+            cells.append(f"{format_bytes(rate)}/s")
+        cells.append(f"{format_duration(elapsed)} elapsed")
+        if not info.state.terminal:
+            cells.append(f"ETA {format_duration(remaining)}")
+        for _ in cells[1:]:
+            grid.add_column(no_wrap=True, justify="right")
+        grid.add_row(*cells)
+        return Group(header, grid)
+
+
+class RichDisplay:
+    """A live, self-refreshing bar on the terminal, left on screen in its final state."""
+
+    def __init__(self, job: Job, console: Console) -> None:
+        self._view = _JobView(job)
+        self._live = Live(self._view, console=console, refresh_per_second=10, transient=False)
+
+    def __enter__(self) -> RichDisplay:
+        self._live.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._live.refresh()
+        self._live.stop()
+
+    def update(self, info: JobInfo) -> None:
+        """Show the snapshot at once."""
+        self._view.set(info)
+        self._live.refresh()
+
+    def note(self, text: str) -> None:
+        """Print the message above the bar."""
+        self._live.console.print(Text(text, style="yellow"))
+
+
+def interactive() -> bool:
+    """True when stdout is a terminal that can show a live bar."""
+    return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
+def make_display(job: Job, *, quiet: bool) -> Display:
+    """Pick the display: none when `quiet`, the rich bar on a terminal, else plain lines."""
+    if quiet:
+        return NullDisplay()
+    if interactive():
+        return RichDisplay(job, Console(file=sys.stdout))
+    return PlainDisplay(job)

@@ -1,0 +1,229 @@
+"""Job commands from separate processes against a real virtjobd on a temporary unix socket.
+
+Here ``--bg`` works: the job lives in the daemon, so later ``virtjob`` processes see it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import FAST, SLOW, Result, Running, cli_env, run, run_pty
+from virtjob.cli.output import ExitCode
+
+pytest.importorskip("virtjob.daemon", reason="virtjobd (src/virtjob/daemon) is not available")
+
+
+@dataclass
+class Daemon:
+    """A running virtjobd: its socket, and the directory it lets clients save into."""
+
+    socket: Path
+    files: Path
+
+    def uri(self, rate: int | None = None) -> str:
+        """A URI naming a fresh test host inside this daemon."""
+        query = f"socket={self.socket}" + ("" if rate is None else f"&rate={rate}")
+        return f"test+unix:///cli-{uuid.uuid4().hex[:8]}?{query}"
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    """Start virtjobd for this module's tests; stop it (SIGTERM) afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="vj-", dir="/tmp"))  # short: unix socket paths are
+    sock, files = base / "sock", base / "files"
+    files.mkdir()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "virtjob.daemon",
+            "--state-dir",
+            str(base / "state"),
+            "--listen",
+            f"unix:{sock}",
+            "--allow-dir",
+            str(files),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the socket listens once virtjobd says it serves
+            if "virtjobd: serving" in line:
+                break
+        else:
+            pytest.fail(f"virtjobd did not start (exit {proc.wait()})")
+        yield Daemon(sock, files)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def vj(uri: str, *args: str) -> Result:
+    return run("-c", uri, *args)
+
+
+def test_bg_save_then_info_list_wait_and_destroy(daemon: Daemon) -> None:
+    uri = daemon.uri(512 << 20)
+    target = daemon.files / f"{uuid.uuid4().hex}.save"
+    started = vj(uri, "save", "--bg", "test", str(target))
+    assert started.code == 0, started.err
+    job_id = started.out.strip()
+    assert len(job_id) == 12
+    assert started.out == f"{job_id}\n"
+
+    info = json.loads(vj(uri, "job-info", job_id, "--json").out)
+    assert info["id"] == job_id
+    assert info["kind"] == "domain-save"
+    assert info["subject"] == "test"
+    assert info["state"] in ("queued", "running", "succeeded")
+    assert job_id in vj(uri, "job-list").out
+    assert [j["id"] for j in json.loads(vj(uri, "job-list", "--json").out)] == [job_id]
+
+    waited = vj(uri, "job-wait", job_id)
+    assert waited.code == 0, waited.err
+    assert f"job {job_id} domain-save test: succeeded 100.0%" in waited.out
+    assert waited.out.splitlines()[-1] == f"Job {job_id} (domain-save of 'test') succeeded: done"
+    assert target.exists()
+
+    final = json.loads(vj(uri, "job-info", job_id, "--json").out)
+    assert final["state"] == "succeeded"
+    assert final["percent"] == 100.0
+    assert final["remaining"] == 0
+    assert "State:            succeeded" in vj(uri, "job-info", job_id).out
+    assert vj(uri, "job-destroy", job_id).out == f"Job {job_id} (domain-save of 'test') destroyed\n"
+    gone = vj(uri, "job-info", job_id)
+    assert gone.code == ExitCode.NOT_FOUND
+    assert gone.err.startswith(f"error: no job with id '{job_id}'")
+
+
+def test_bg_json_then_cancel_from_another_process(daemon: Daemon) -> None:
+    uri = daemon.uri(SLOW)
+    target = daemon.files / f"{uuid.uuid4().hex}.save"
+    started = vj(uri, "save", "--bg", "--json", "test", str(target))
+    job = json.loads(started.out)
+    assert job["kind"] == "domain-save"
+    assert job["state"] in ("queued", "running")
+    cancelled = vj(uri, "job-cancel", job["id"])
+    assert cancelled.code == 0
+    assert "Cancellation of job" in cancelled.out
+    waited = vj(uri, "job-wait", job["id"], "--json")
+    assert waited.code == ExitCode.CANCELLED
+    assert json.loads(waited.out)["state"] == "cancelled"
+    assert waited.err.startswith(f"cancelled: job {job['id']} (domain-save of 'test')")
+    assert "domain 'test' is running" in waited.err
+    assert not target.exists()
+    assert json.loads(vj(uri, "dominfo", "test", "--json").out)["state"] == "running"
+    # job-cancel on a finished job says so and succeeds
+    again = vj(uri, "job-cancel", job["id"])
+    assert again.code == 0
+
+
+def test_job_wait_timeout_and_destroy_refused_while_running(daemon: Daemon) -> None:
+    uri = daemon.uri(SLOW)
+    job_id = vj(uri, "dump", "--bg", "test", str(daemon.files / "t.core")).out.strip()
+    try:
+        timed_out = vj(uri, "job-wait", job_id, "--timeout", "0.3")
+        assert timed_out.code == ExitCode.TIMEOUT
+        last = timed_out.err.splitlines()[-1]
+        assert last.startswith(f"error: job {job_id} is still running after 0.3 s; it goes on")
+        refused = vj(uri, "job-destroy", job_id)
+        assert refused.code == ExitCode.FAILED
+        assert "still running" in refused.err
+    finally:
+        vj(uri, "job-cancel", job_id)
+    assert vj(uri, "job-wait", job_id, "--destroy").code == ExitCode.CANCELLED
+    assert vj(uri, "job-info", job_id).code == ExitCode.NOT_FOUND
+
+
+def test_job_wait_shows_the_bar_for_a_job_started_elsewhere(daemon: Daemon) -> None:
+    uri = daemon.uri(512 << 20)
+    job_id = vj(uri, "save", "--bg", "test", str(daemon.files / "bar.save")).out.strip()
+    code, out = run_pty(["-c", uri, "job-wait", job_id])
+    assert code == 0, out
+    assert job_id in out
+    assert "domain-save test" in out
+    assert "%" in out
+    assert "\x1b[" in out
+    assert f"Job {job_id} (domain-save of 'test') succeeded" in out
+
+
+def test_ctrl_c_on_job_wait_cancels_and_no_cancel_detaches(daemon: Daemon) -> None:
+    uri = daemon.uri(SLOW)
+    job_id = vj(uri, "save", "--bg", "test", str(daemon.files / "int.save")).out.strip()
+
+    detached = Running("-c", uri, "job-wait", "--no-cancel", job_id)
+    detached.wait_for(": running")
+    detached.proc.send_signal(signal.SIGINT)
+    result = detached.finish()
+    assert result.code == ExitCode.INTERRUPTED
+    assert f"interrupted: stopped waiting; job {job_id} may still be running" in result.err
+    assert json.loads(vj(uri, "job-info", job_id, "--json").out)["state"] == "running"
+
+    waiting = Running("-c", uri, "job-wait", job_id)
+    waiting.wait_for(": running")
+    waiting.proc.send_signal(signal.SIGINT)
+    result = waiting.finish()
+    assert result.code == ExitCode.CANCELLED, result
+    assert "Ctrl-C: cancelling job" in result.err
+    assert "was cancelled" in result.err
+    assert json.loads(vj(uri, "job-info", job_id, "--json").out)["state"] == "cancelled"
+
+
+def test_foreground_save_through_the_daemon(daemon: Daemon) -> None:
+    uri = daemon.uri(FAST)
+    target = daemon.files / f"{uuid.uuid4().hex}.save"
+    saved = vj(uri, "save", "test", str(target))
+    assert saved.code == 0
+    assert saved.out.endswith(f"Domain 'test' saved to {target}\n")
+    assert vj(uri, "job-list", "--json").out.strip() == "[]"  # a followed job is released
+    restored = json.loads(vj(uri, "restore", "--json", str(target)).out)
+    assert restored["result"]["name"] == "test"
+    assert json.loads(vj(uri, "dominfo", "test", "--json").out)["state"] == "running"
+
+
+def test_ctrl_c_on_a_foreground_save_through_the_daemon(daemon: Daemon) -> None:
+    uri = daemon.uri(SLOW)
+    target = daemon.files / f"{uuid.uuid4().hex}.save"
+    saving = Running("-c", uri, "save", "test", str(target))
+    saving.wait_for(": running")
+    saving.proc.send_signal(signal.SIGINT)
+    result = saving.finish()
+    assert result.code == ExitCode.CANCELLED, result
+    assert result.err.splitlines()[-1].endswith("domain 'test' is running")
+    assert not target.exists()
+
+
+def test_path_outside_the_daemons_directories(daemon: Daemon) -> None:
+    result = vj(daemon.uri(), "save", "--bg", "test", "/tmp/not-allowed.save")
+    assert result.code == ExitCode.FAILED
+    assert "outside the directories" in result.err
+
+
+def test_unreachable_daemon_is_a_connect_error(tmp_path: Path) -> None:
+    result = vj(f"test+unix:///default?socket={tmp_path}/none.sock", "list")
+    assert result.code == ExitCode.CONNECT
+    assert result.err.startswith("error: cannot reach virtjobd")
+    assert len(result.err.splitlines()) == 1

@@ -1,0 +1,144 @@
+"""Bad input: one clear line on stderr, no traceback, the documented exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Invoke
+from tests.cli.helpers import WEB_XML, cli_env, host_uri, run, write
+
+BAD_XML = "<domain type='test'>\n  <name>web</name\n</domain>\n"
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+def test_unknown_command_suggests_the_right_one() -> None:
+    result = run("lsit")
+    assert result.code == 2
+    assert result.out == ""
+    line = one_line(result.err)
+    assert line.startswith("error: No such command 'lsit'")
+    assert "list" in line
+
+
+def test_missing_argument_and_unknown_option() -> None:
+    missing = run("dominfo")
+    assert missing.code == 2
+    assert "DOMAIN" in one_line(missing.err)
+    unknown = run("list", "--bogus")
+    assert unknown.code == 2
+    assert "--bogus" in one_line(unknown.err)
+
+
+def test_unknown_domain_is_not_found() -> None:
+    result = run("-c", host_uri(), "dominfo", "nosuch")
+    assert result.code == 4
+    assert one_line(result.err).startswith("error: no domain 'nosuch'")
+
+
+@pytest.mark.parametrize("command", ["define", "create", "net-define", "net-create"])
+def test_unreadable_xml_file(invoke: Invoke, tmp_path: Path, command: str) -> None:
+    result = invoke(command, str(tmp_path / "missing.xml"))
+    assert result.code == 2
+    assert "cannot read XML file" in one_line(result.err)
+    assert "missing.xml" in result.err
+
+
+def test_unreadable_xml_file_in_a_subprocess(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    result = run("-c", host_uri(), "define", str(not_a_dir / "web.xml"))
+    assert result.code == 2
+    assert one_line(result.err).endswith("Not a directory; check the path and its permissions")
+
+
+def test_invalid_xml_names_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.xml", BAD_XML)
+    result = run("-c", host_uri(), "define", path)
+    assert result.code == 1
+    assert one_line(result.err).startswith(f"error: {path}:3:1: malformed XML")
+
+
+@pytest.mark.parametrize("command", ["define", "create"])
+def test_wrong_document_kind(invoke: Invoke, command: str) -> None:
+    result = invoke(command, "-", stdin="<network><name>n</name></network>")
+    assert result.code == 1
+    assert one_line(result.err).startswith("error: <stdin>:1:1: the root element is <network>")
+
+
+def test_not_utf8(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.xml"
+    path.write_bytes(WEB_XML.replace("web", "w\xe9b").encode("latin-1"))
+    result = invoke("define", str(path))
+    assert result.code == 1
+    assert "not UTF-8" in one_line(result.err)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("nonsense", "is malformed"),
+        ("test://somehost/default", "without a network transport"),
+        ("bogus:///default", "no driver named 'bogus'"),
+        ("test:///default?speed=1", "unknown parameter 'speed'"),
+    ],
+)
+def test_bad_uri_is_a_usage_error(uri: str, expected: str) -> None:
+    result = run("-c", uri, "list")
+    assert result.code == 2
+    line = one_line(result.err)
+    assert line.startswith("error: ")
+    assert expected in line
+
+
+def test_bad_uri_from_the_environment() -> None:
+    result = run("list", env=cli_env(VIRTJOB_DEFAULT_URI="nonsense"))
+    assert result.code == 2
+    assert "is malformed" in one_line(result.err)
+
+
+def test_default_uri_comes_from_the_environment() -> None:
+    result = run("list", "--name", env=cli_env(VIRTJOB_DEFAULT_URI=host_uri()))
+    assert result.code == 0
+    assert result.out == "test\n"
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = run("--debug", "-c", host_uri(), "dominfo", "nosuch")
+    assert result.code == 4
+    assert "Traceback" in result.err
+    assert "NoDomainError" in result.err
+    assert result.err.splitlines()[-1].startswith("error: no domain 'nosuch'")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["save", "--bg", "test", "/tmp/never.save"],
+        ["create", "--bg", "-"],
+        ["restore", "--bg", "/tmp/never.save"],
+    ],
+)
+def test_bg_is_refused_in_process(invoke: Invoke, args: list[str]) -> None:
+    result = invoke(*args, stdin=WEB_XML)
+    assert result.code == 2
+    line = one_line(result.err)
+    assert "--bg needs a daemon" in line
+    assert "die" in line
+    assert "+unix://" in line
+    assert not Path("/tmp/never.save").exists()
+
+
+def test_job_commands_on_unknown_ids(invoke: Invoke) -> None:
+    for command in ("job-info", "job-wait", "job-cancel", "job-destroy"):
+        result = invoke(command, "0123456789ab")
+        assert result.code == 4, command
+        assert one_line(result.err).startswith("error: no job with id '0123456789ab'")
+    assert invoke("job-list", "--json").out.strip() == "[]"

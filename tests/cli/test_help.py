@@ -1,0 +1,96 @@
+"""Help, version and shell completion."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from tests.cli.helpers import cli_env, host_uri, run
+from virtjob import __version__
+from virtjob.cli import cli
+
+COMMANDS = sorted(cli.commands)
+
+
+def test_every_issue_command_exists() -> None:
+    wanted = [
+        "list",
+        "dominfo",
+        "dumpxml",
+        "define",
+        "undefine",
+        "create",
+        "start",
+        "destroy",
+        "suspend",
+        "resume",
+        "shutdown",
+        "save",
+        "restore",
+        "dump",
+        "net-list",
+        "net-info",
+        "net-define",
+        "net-create",
+        "net-start",
+        "net-destroy",
+        "job-list",
+        "job-info",
+        "job-cancel",
+        "job-wait",
+        "job-destroy",
+    ]
+    assert set(wanted) <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    example = result.output.split("Example", 1)[-1]
+    assert "Example" in result.output
+    assert re.search(rf"^\s+.*virtjob .*\b{re.escape(command)}\b", example, re.MULTILINE)
+
+
+def test_group_help_lists_exit_codes_and_the_default_uri() -> None:
+    result = run("--help")
+    assert result.code == 0
+    assert "Exit codes: 0 ok, 1 failed, 2 usage error, 3 cancelled" in result.out
+    assert "$VIRTJOB_DEFAULT_URI" in result.out
+    assert "test:///default" in result.out
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.code == 0
+    assert __version__ in result.out
+
+
+def test_no_command_shows_the_help() -> None:
+    result = run()
+    assert result.code == 2
+    assert result.err.startswith("Usage: virtjob [OPTIONS] COMMAND")
+    assert "Exit codes:" in result.err
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_script(shell: str) -> None:
+    result = run("completion", shell)
+    assert result.code == 0
+    assert "_VIRTJOB_COMPLETE" in result.out
+
+
+def complete(words: str, cword: int) -> list[str]:
+    env = cli_env(_VIRTJOB_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=str(cword))
+    result = run(env=env)
+    assert result.code == 0, result.err
+    return [line.split(",", 1)[1] for line in result.out.splitlines() if line]
+
+
+def test_completion_of_commands_and_names() -> None:
+    assert "net-list" in complete("virtjob net-l", 1)
+    assert complete(f"virtjob -c {host_uri()} dominfo t", 4) == ["test"]
+    assert complete(f"virtjob -c {host_uri()} net-info ", 4) == ["default"]
+    assert complete("virtjob -c bogus:///x dominfo ", 4) == []  # never breaks the shell
