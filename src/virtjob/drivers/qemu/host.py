@@ -178,7 +178,7 @@ class QemuHost:
         domain.id = next(self._ids)
         domain.crashed = False
         self.domains[domain.config.uuid] = domain
-        if process.exited.is_set():  # it died before we could attach it
+        if process.ended.is_set():  # it died before we could attach it
             self._detach(domain, process)
 
     def _exited(self, process: QemuProcess) -> None:
@@ -211,7 +211,7 @@ class QemuHost:
         with self.lock:
             domain = self.domain(ref)
             process = domain.process
-        if process is None or process.exited.is_set():
+        if process is None or process.ended.is_set():
             raise OperationInvalidError(
                 f"cannot {action} domain {ref.name!r}: it is not running; start it first"
             )

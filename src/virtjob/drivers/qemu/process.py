@@ -60,6 +60,9 @@ class QemuProcess:
 
     `on_exit(process)` is called once, from a watcher thread, when the process ends;
     `expected_exit` tells whether virtjob asked for the end (destroy, quit after a save).
+    `ended` is set as soon as the process is gone; `exited` once `on_exit` has run too, so
+    whoever waits for `exited` sees the host's bookkeeping already updated. Never wait for
+    `exited` while holding a lock `on_exit` takes.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class QemuProcess:
         self.monitor = monitor
         self.log_path = log_path
         self.expected_exit = False
+        self.ended = threading.Event()
         self.exited = threading.Event()
         self._on_exit = on_exit
         threading.Thread(target=self._watch, name=f"qemu-watch-{domain}", daemon=True).start()
@@ -141,12 +145,14 @@ class QemuProcess:
 
     def _watch(self) -> None:
         self.proc.wait()
-        self.exited.set()
+        self.ended.set()
         self.monitor.close()
         try:
             self._on_exit(self)
         except Exception:
             log.exception("exit handler of domain %s raised", self.domain)
+        finally:
+            self.exited.set()
 
     def kill(self) -> None:
         """Kill QEMU at once and wait for it to be gone."""

@@ -18,7 +18,6 @@ from typing import Any
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers.base import DomainRef
 from virtjob.drivers.qemu.host import QemuDomain, QemuHost
-from virtjob.drivers.qemu.monitor import Monitor
 from virtjob.drivers.qemu.process import QemuProcess
 from virtjob.drivers.qemu.pump import PipeToSink, SourceToPipe, make_pipe
 from virtjob.errors import InvalidArgError, OperationFailedError, OperationInvalidError, XMLError
@@ -47,12 +46,14 @@ def _gone(process: QemuProcess, during: str) -> OperationFailedError:
     )
 
 
-def _settle(monitor: Monitor, query: str, busy: set[str], timeout: float = SETTLE_TIMEOUT) -> None:
-    """Poll `query` until its status leaves `busy` (bounded by `timeout`)."""
+def _settle(
+    process: QemuProcess, query: str, busy: set[str], timeout: float = SETTLE_TIMEOUT
+) -> None:
+    """Poll `query` until its status leaves `busy` (bounded by `timeout`, over if QEMU dies)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not process.exited.is_set():
         with contextlib.suppress(OperationFailedError):
-            if str(monitor.execute(query).get("status")) not in busy:
+            if str(process.monitor.execute(query).get("status")) not in busy:
                 return
         time.sleep(POLL)  # QEMU announces no event we could wait on for this
 
@@ -61,7 +62,7 @@ def _resume(process: QemuProcess, prior: str) -> None:
     """Put the guest back to running if it was, once QEMU has finished unwinding."""
     if process.exited.is_set() or prior != "running":
         return
-    _settle(process.monitor, "query-status", {"save-vm", "finish-migrate"})
+    _settle(process, "query-status", {"save-vm", "finish-migrate"})
     with contextlib.suppress(OperationFailedError):
         process.monitor.execute("cont")
 
@@ -97,15 +98,15 @@ def create_domain(host: QemuHost, config: DomainConfig) -> Worker:
         if process is None:
             ctx.finish_cancel()
             return None
-        with host.lock:
-            try:
+        try:
+            with host.lock:
                 host.check_clash(config)
-            except BaseException:
-                process.kill()
-                raise
-            domain = QemuDomain(config, persistent=False)
-            host.attach(domain, process)
-            return domain.ref
+                domain = QemuDomain(config, persistent=False)
+                host.attach(domain, process)
+                return domain.ref
+        except BaseException:
+            process.kill()  # outside the host lock: the exit handler takes it
+            raise
 
     return work
 
@@ -120,14 +121,14 @@ def start_domain(host: QemuHost, ref: DomainRef) -> Worker:
         if process is None:
             ctx.finish_cancel()
             return None
-        with host.lock:
-            try:
+        try:
+            with host.lock:
                 domain = _shut_off(host, ref, "start")
-            except BaseException:
-                process.kill()
-                raise
-            host.attach(domain, process)
-            return domain.ref
+                host.attach(domain, process)
+                return domain.ref
+        except BaseException:
+            process.kill()  # outside the host lock: the exit handler takes it
+            raise
 
     return work
 
@@ -175,14 +176,14 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Worker:
                     _follow_migration(ctx, process, pump)
                 except _Cancelled:
                     cancelled = True
-                    _abandon_migration(monitor, pump)
+                    _abandon_migration(process, pump)
                 else:
                     out.commit()
         except BaseException:
             if read_fd >= 0:
                 os.close(read_fd)
             if pump is not None:
-                _abandon_migration(monitor, pump)
+                _abandon_migration(process, pump)
             _resume(process, prior)
             raise
         if cancelled:  # the partial file is gone: leaving the block removed it
@@ -232,11 +233,11 @@ def _pump_failure(error: Exception, domain: str, during: str) -> OperationFailed
     return OperationFailedError(f"the {during} of domain {domain!r} failed: {error}")
 
 
-def _abandon_migration(monitor: Monitor, pump: PipeToSink) -> None:
+def _abandon_migration(process: QemuProcess, pump: PipeToSink) -> None:
     with contextlib.suppress(OperationFailedError):
-        monitor.execute("migrate_cancel")
+        process.monitor.execute("migrate_cancel")
     pump.stop()
-    _settle(monitor, "query-migrate", {"active", "setup", "cancelling", "device"})
+    _settle(process, "query-migrate", {"active", "setup", "cancelling", "device"})
 
 
 # -- restore -------------------------------------------------------------------------------
@@ -307,14 +308,14 @@ def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Worker:
             except BaseException:
                 process.kill()
                 raise
-        with host.lock:
-            try:
+        try:
+            with host.lock:
                 domain = restorable(host, config) or QemuDomain(config, persistent=False)
-            except BaseException:
-                process.kill()
-                raise
-            host.attach(domain, process)
-            return domain.ref
+                host.attach(domain, process)
+                return domain.ref
+        except BaseException:
+            process.kill()  # outside the host lock: the exit handler takes it
+            raise
 
     return work
 
@@ -427,7 +428,7 @@ def _abandon_dump(process: QemuProcess, pump: PipeToSink, prior: str) -> None:
     pump.stop()
     if process.exited.is_set():
         return
-    _settle(process.monitor, "query-dump", {"active"})
+    _settle(process, "query-dump", {"active"})
     wanted = {"running"} if prior == "running" else {prior}
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline and not process.exited.is_set():
