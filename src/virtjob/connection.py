@@ -44,6 +44,16 @@ class Connection:
         return str(self._uri)
 
     @property
+    def host_uri(self) -> str:
+        """The URI of the host itself: two connections to one host share it.
+
+        For a driver in this process the query parameters only tune the connection (the test
+        driver's ``rate``), so they are left out; a remote URI is kept whole (its parameters can
+        name another daemon).
+        """
+        return self._uri.local_uri if not self._uri.is_remote else str(self._uri)
+
+    @property
     def driver(self) -> Driver:
         """The driver behind this connection; `OperationInvalidError` once closed."""
         if self._driver is None:

@@ -80,7 +80,7 @@ class Network:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Network):
             return NotImplemented
-        return self._ref.uuid == other._ref.uuid and self._conn.uri == other._conn.uri
+        return self._ref.uuid == other._ref.uuid and self._conn.host_uri == other._conn.host_uri
 
     def __hash__(self) -> int:
         return hash(self._ref.uuid)

@@ -17,7 +17,10 @@ from virtjob.uri import ConnectURI
 DEFAULT_RATE = 256 << 20
 """Simulated bytes per second: the 512 MiB domain ``test`` saves in two seconds."""
 
-__all__ = ["DEFAULT_RATE", "TestDriver", "connect"]
+MAX_RATE = 1 << 62
+"""The highest rate accepted (about 4.6 EB/s: every job is instant long before that)."""
+
+__all__ = ["DEFAULT_RATE", "MAX_RATE", "TestDriver", "connect"]
 
 
 def connect(uri: ConnectURI) -> TestDriver:
@@ -30,9 +33,12 @@ def connect(uri: ConnectURI) -> TestDriver:
     rate = DEFAULT_RATE
     if "rate" in uri.params:
         text = uri.params["rate"]
-        if not text.isdigit() or int(text) < 1:
+        # ASCII digits only ("²".isdigit() is True); bounded, so the pacing math stays finite
+        digits = text.lstrip("0") if text.isascii() and text.isdigit() else ""
+        if not 0 < len(digits) <= len(str(MAX_RATE)) or int(digits) > MAX_RATE:
             raise InvalidArgError(
-                f"rate={text!r} in {uri} is not a positive whole number of bytes per second"
+                f"rate={text[:40]!r} in {uri} is not a positive whole number of bytes per"
+                f" second (at most {MAX_RATE})"
             )
         rate = int(text)
     name = uri.path.strip("/")

@@ -79,8 +79,11 @@ class TestDriver:
         config = parse_domain_xml(xml)
         with self.host.lock:
             existing = self.host.domains.get(config.uuid)
-            if existing is not None and existing.config.name == config.name:
-                self._refuse_if_busy(domain_key(config.name), f"redefine domain {config.name!r}")
+            redefine = existing is not None and existing.config.name == config.name
+            action = "redefine" if redefine else "define"
+            # A job that is creating or restoring a domain of this name holds the name too.
+            self._refuse_if_busy(domain_key(config.name), f"{action} domain {config.name!r}")
+            if existing is not None and redefine:
                 existing.config = config
                 existing.persistent = True
                 return existing.ref
@@ -185,6 +188,7 @@ class TestDriver:
         """Boot a defined domain in the background."""
         with self.host.lock:
             domain = self.host.domain(ref)
+            self._refuse_if_busy(domain_key(ref.name), f"start domain {ref.name!r}")
             if domain.state.active:
                 raise OperationInvalidError(
                     f"cannot start domain {ref.name!r}: it is already {domain.state}"
@@ -201,6 +205,7 @@ class TestDriver:
         check_target(path, f"a save of domain {ref.name!r}")
         with self.host.lock:
             domain = self.host.domain(ref)
+            self._refuse_if_busy(domain_key(ref.name), f"save domain {ref.name!r}")
             if not domain.state.active:
                 raise OperationInvalidError(
                     f"cannot save domain {ref.name!r}: it is {domain.state}; start it first"
@@ -216,6 +221,15 @@ class TestDriver:
         """Check the save file at `path` and restore its domain in the background."""
         with SaveFileReader(path, workers.DRIVER_NAME) as reader:
             config = workers.check_restore_file(reader)
+            try:
+                with self.host.lock:
+                    self._refuse_if_busy(domain_key(config.name), f"restore domain {config.name!r}")
+                    workers.restorable(self.host, config)
+            except OperationInvalidError:
+                # A bit flipped in the XML can turn it into a clash (a name that does not match
+                # the UUID): blame the corrupted file, not the host, when that is the cause.
+                reader.verify()
+                raise
         with self.host.lock:
             workers.restorable(self.host, config)
             return self._start(
@@ -230,6 +244,7 @@ class TestDriver:
         check_target(path, f"a core dump of domain {ref.name!r}")
         with self.host.lock:
             domain = self.host.domain(ref)
+            self._refuse_if_busy(domain_key(ref.name), f"dump domain {ref.name!r}")
             if not domain.state.active:
                 raise OperationInvalidError(
                     f"cannot dump domain {ref.name!r}: it is {domain.state}; start it first"
@@ -258,8 +273,11 @@ class TestDriver:
         config = parse_network_xml(xml)
         with self.host.lock:
             existing = self.host.networks.get(config.uuid)
-            if existing is not None and existing.config.name == config.name:
-                self._refuse_if_busy(network_key(config.name), f"redefine network {config.name!r}")
+            redefine = existing is not None and existing.config.name == config.name
+            action = "redefine" if redefine else "define"
+            # A job that is creating or restoring a network of this name holds the name too.
+            self._refuse_if_busy(network_key(config.name), f"{action} network {config.name!r}")
+            if existing is not None and redefine:
                 existing.config = config
                 existing.persistent = True
                 return existing.ref
