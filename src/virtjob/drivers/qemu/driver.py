@@ -69,8 +69,10 @@ class QemuDriver:
                 f" {holder.id}; wait for it or cancel it first"
             )
 
-    def _start(self, kind: JobKind, name: str, worker: workers.Worker) -> Job:
-        return self.host.jobs.start_job(kind, name, worker, lock_key=domain_key(name))
+    def _start(self, kind: JobKind, name: str, plan: workers.Plan) -> Job:
+        return self.host.jobs.start_job(
+            kind, name, plan.worker, plan.on_cancel, lock_key=domain_key(name)
+        )
 
     # -- domains ----------------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ def make_pipe() -> tuple[int, int]:
 
 
 class _Pump:
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, on_finish: Callable[[], None] | None) -> None:
         self.fd = fd
+        self._on_finish = on_finish
         self.moved = 0
         self.error: Exception | None = None
         self.finished = threading.Event()
@@ -50,6 +51,8 @@ class _Pump:
         finally:
             os.close(self.fd)
             self.finished.set()
+            if self._on_finish is not None:
+                self._on_finish()
 
     def _pump(self) -> None:
         raise NotImplementedError
@@ -65,10 +68,19 @@ class _Pump:
 
 
 class PipeToSink(_Pump):
-    """Reads a pipe until EOF, handing each chunk to `sink`; an error from `sink` stops it."""
+    """Reads a pipe until EOF, handing each chunk to `sink`; an error from `sink` stops it.
 
-    def __init__(self, fd: int, sink: Callable[[bytes], None], name: str) -> None:
-        super().__init__(fd, name)
+    `on_finish()` is called from the pump's thread once it has stopped, for whatever reason.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        sink: Callable[[bytes], None],
+        name: str,
+        on_finish: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(fd, name, on_finish)
         self._sink = sink
         self.eof = False
 
@@ -87,10 +99,19 @@ class PipeToSink(_Pump):
 
 
 class SourceToPipe(_Pump):
-    """Writes every chunk of `source` into a pipe, then closes it (EOF for the reader)."""
+    """Writes every chunk of `source` into a pipe, then closes it (EOF for the reader).
 
-    def __init__(self, fd: int, source: Iterable[bytes], name: str) -> None:
-        super().__init__(fd, name)
+    `on_finish()` is called from the pump's thread once it has stopped, for whatever reason.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        source: Iterable[bytes],
+        name: str,
+        on_finish: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(fd, name, on_finish)
         self._source = source
         self.complete = False
 

@@ -1,8 +1,9 @@
 """The QEMU driver's job workers: create, start, save, restore and dump of real guests.
 
 Progress comes from QEMU itself (``query-migrate``, ``query-dump``) and from the bytes the
-driver pumps. Every worker polls with `JobContext.wait_for_cancel`, so a cancel is acted on
-within `POLL` seconds, and undoes what it did before it ends the job: after a cancelled or
+driver pumps. A worker's progress loop naps between polls of QEMU (every `POLL` seconds) and
+is woken at once by a cancel request or by its pump stopping, so neither waits for the next
+poll. Every worker undoes what it did before it ends the job: after a cancelled or
 failed save or dump the guest runs on exactly as before and no partial file remains; after a
 cancelled or failed restore, create or start, no QEMU process is left.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
@@ -30,8 +33,35 @@ POLL = 0.05
 MAX_BANDWIDTH = 1 << 40
 """Bytes/s: lifts QEMU's 128 MiB/s default migration cap for saves to a file."""
 SETTLE_TIMEOUT = 10.0
+FINISH_POLL = 0.005
+"""Seconds between polls once QEMU has been sent everything and only has to finish."""
 
 Worker = Callable[[JobContext], object]
+
+
+class Waker:
+    """Lets a progress loop nap between polls yet wake at once when something happens."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wake(self) -> None:
+        """Cut the current (or next) nap short."""
+        self._event.set()
+
+    def nap(self, ctx: JobContext, seconds: float) -> bool:
+        """Sleep up to `seconds` unless woken; return whether a cancel has been requested."""
+        self._event.wait(seconds)
+        self._event.clear()
+        return ctx.cancel_requested
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A worker and the hook the engine calls, from the cancelling thread, on a cancel."""
+
+    worker: Worker
+    on_cancel: Callable[[], None] | None = None
 
 
 class _Cancelled(Exception):
@@ -90,7 +120,7 @@ def _boot(host: QemuHost, ctx: JobContext, config: DomainConfig) -> QemuProcess 
     return process
 
 
-def create_domain(host: QemuHost, config: DomainConfig) -> Worker:
+def create_domain(host: QemuHost, config: DomainConfig) -> Plan:
     """A worker that boots a new transient domain from `config`."""
 
     def work(ctx: JobContext) -> DomainRef | None:
@@ -108,10 +138,10 @@ def create_domain(host: QemuHost, config: DomainConfig) -> Worker:
             process.kill()  # outside the host lock: the exit handler takes it
             raise
 
-    return work
+    return Plan(work)
 
 
-def start_domain(host: QemuHost, ref: DomainRef) -> Worker:
+def start_domain(host: QemuHost, ref: DomainRef) -> Plan:
     """A worker that boots the defined, shut-off domain `ref`."""
 
     def work(ctx: JobContext) -> DomainRef | None:
@@ -130,7 +160,7 @@ def start_domain(host: QemuHost, ref: DomainRef) -> Worker:
             process.kill()  # outside the host lock: the exit handler takes it
             raise
 
-    return work
+    return Plan(work)
 
 
 def _shut_off(host: QemuHost, ref: DomainRef, action: str) -> QemuDomain:
@@ -143,12 +173,13 @@ def _shut_off(host: QemuHost, ref: DomainRef, action: str) -> QemuDomain:
 # -- save ----------------------------------------------------------------------------------
 
 
-def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Worker:
+def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Plan:
     """A worker that saves the running domain `ref` to `path`, then stops its QEMU.
 
     The guest is paused and its memory streamed (QEMU migration) through a pipe into the save
     file, behind a header carrying the domain XML and a checksum.
     """
+    waker = Waker()
 
     def work(ctx: JobContext) -> None:
         domain, process = host.running_process(ref, "save")
@@ -164,7 +195,7 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Worker:
                     monitor.send_fd(write_fd, "virtjob-save")
                 finally:
                     os.close(write_fd)
-                pump = PipeToSink(read_fd, out.write_image, f"virtjob-save-{ref.name}")
+                pump = PipeToSink(read_fd, out.write_image, f"virtjob-save-{ref.name}", waker.wake)
                 read_fd = -1
                 pump.start()
                 monitor.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
@@ -173,7 +204,7 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Worker:
                     monitor.execute("stop")
                 monitor.execute("migrate", {"uri": "fd:virtjob-save"})
                 try:
-                    _follow_migration(ctx, process, pump)
+                    _follow_migration(ctx, process, pump, waker)
                 except _Cancelled:
                     cancelled = True
                     _abandon_migration(process, pump)
@@ -192,14 +223,16 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Worker:
             return
         process.quit()
 
-    return work
+    return Plan(work, on_cancel=waker.wake)
 
 
-def _follow_migration(ctx: JobContext, process: QemuProcess, pump: PipeToSink) -> None:
+def _follow_migration(
+    ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker
+) -> None:
     """Report migration progress until it completes; `_Cancelled` on a cancel request."""
     monitor = process.monitor
     while True:
-        if ctx.wait_for_cancel(POLL):
+        if waker.nap(ctx, POLL):
             raise _Cancelled
         if process.exited.is_set():
             raise _gone(process, "save")
@@ -279,8 +312,9 @@ def restorable(host: QemuHost, config: DomainConfig) -> QemuDomain | None:
     return existing
 
 
-def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Worker:
+def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Plan:
     """A worker that checks the whole save file, then streams it into a new QEMU."""
+    waker = Waker()
 
     def work(ctx: JobContext) -> DomainRef | None:
         with SaveFileReader(path, DRIVER_NAME) as reader:
@@ -300,7 +334,7 @@ def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Worker:
                 return None
             process = host.launch(config, incoming=True)
             try:
-                _load(ctx, process, reader, size)
+                _load(ctx, process, reader, size, waker)
             except _Cancelled:
                 process.kill()
                 ctx.finish_cancel()
@@ -317,10 +351,12 @@ def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Worker:
             process.kill()  # outside the host lock: the exit handler takes it
             raise
 
-    return work
+    return Plan(work, on_cancel=waker.wake)
 
 
-def _load(ctx: JobContext, process: QemuProcess, reader: SaveFileReader, size: int) -> None:
+def _load(
+    ctx: JobContext, process: QemuProcess, reader: SaveFileReader, size: int, waker: Waker
+) -> None:
     """Stream the image into the waiting QEMU and let the guest run."""
     monitor = process.monitor
     read_fd, write_fd = make_pipe()
@@ -328,12 +364,15 @@ def _load(ctx: JobContext, process: QemuProcess, reader: SaveFileReader, size: i
         monitor.send_fd(read_fd, "virtjob-restore")
     finally:
         os.close(read_fd)
-    feeder = SourceToPipe(write_fd, reader.image_chunks(), f"virtjob-restore-{process.domain}")
+    feeder = SourceToPipe(
+        write_fd, reader.image_chunks(), f"virtjob-restore-{process.domain}", waker.wake
+    )
     feeder.start()
     try:
         monitor.execute("migrate-incoming", {"uri": "fd:virtjob-restore"})
         while True:
-            if ctx.wait_for_cancel(POLL):
+            # Once all is sent, QEMU only has the tail to load: look again soon.
+            if waker.nap(ctx, FINISH_POLL if feeder.finished.is_set() else POLL):
                 raise _Cancelled
             if process.exited.is_set():
                 raise _gone(process, "restore")
@@ -358,8 +397,9 @@ def _load(ctx: JobContext, process: QemuProcess, reader: SaveFileReader, size: i
 # -- dump ----------------------------------------------------------------------------------
 
 
-def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Worker:
+def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
     """A worker that writes the guest's memory to `path` as an ELF core (dump-guest-memory)."""
+    waker = Waker()
 
     def work(ctx: JobContext) -> None:
         _, process = host.running_process(ref, "dump")
@@ -375,7 +415,7 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Worker:
                 raise
             finally:
                 os.close(write_fd)
-            pump = PipeToSink(read_fd, out.write, f"virtjob-dump-{ref.name}")
+            pump = PipeToSink(read_fd, out.write, f"virtjob-dump-{ref.name}", waker.wake)
             pump.start()
             try:
                 ctx.initialize(bounded=True)
@@ -383,7 +423,7 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Worker:
                     "dump-guest-memory",
                     {"paging": False, "protocol": "fd:virtjob-dump", "detach": True},
                 )
-                _follow_dump(ctx, process, pump)
+                _follow_dump(ctx, process, pump, waker)
                 out.commit()
             except _Cancelled:
                 cancelled = True
@@ -395,13 +435,13 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Worker:
         if cancelled:  # the partial file is gone: leaving the block removed it
             ctx.finish_cancel()
 
-    return work
+    return Plan(work, on_cancel=waker.wake)
 
 
-def _follow_dump(ctx: JobContext, process: QemuProcess, pump: PipeToSink) -> None:
+def _follow_dump(ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker) -> None:
     monitor = process.monitor
     while True:
-        if ctx.wait_for_cancel(POLL):
+        if waker.nap(ctx, POLL):
             raise _Cancelled
         if process.exited.is_set():
             raise _gone(process, "dump")
