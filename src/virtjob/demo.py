@@ -101,12 +101,27 @@ def _follow(progress: Progress, jobs: dict[TaskID, Job], cancel_at: dict[Job, fl
         time.sleep(0.05)
 
 
+def _outcome(job: Job) -> str:
+    """What a finished job handed back, in a few words."""
+    if (dom := job.domain()) is not None:
+        return f"domain {dom.name} ({dom.state()})"
+    if (net := job.network()) is not None:
+        return f"network {net.name} (active)"
+    if (error := job.error()) is not None:
+        return f"{type(error).__name__}: {error}"
+    return {JobState.SUCCEEDED: "file written", JobState.CANCELLED: "cancelled, no file"}.get(
+        job.info().state, ""
+    )
+
+
 def main() -> None:
     """Run the demonstration."""
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
     workdir = Path(tempfile.mkdtemp(prefix="virtjob-demo-"))
-    with virtjob.open("test:///demo") as conn:
-        console.rule("[bold]virtjob demo on test:///demo")
+    with virtjob.open("test:///default") as conn:
+        console.rule("[bold]virtjob demo on test:///default")
         test = conn.lookup_domain("test")
         web = conn.create_domain(WEB_XML)
         db = conn.create_domain(DB_XML)
@@ -146,21 +161,18 @@ def main() -> None:
         except virtjob.VirtError as exc:
             console.print(f"[red]{type(exc).__name__}:[/] {exc}\n")
 
-        table = Table(title="jobs on test:///demo")
+        table = Table(title="jobs on test:///default")
         for column in ("id", "kind", "subject", "state", "elapsed", "outcome"):
             table.add_column(column)
         for job in conn.list_jobs():
             info = job.wait()
-            outcome = job.domain() or job.network() or job.error() or ""
-            if info.state is JobState.SUCCEEDED and not outcome:
-                outcome = "done"
             table.add_row(
                 job.id,
                 job.kind,
                 job.subject,
                 f"[{_STYLE[info.state]}]{info.state}",
                 f"{info.elapsed:.2f} s",
-                str(outcome),
+                _outcome(job),
             )
         console.print(table)
         console.print(
