@@ -6,6 +6,7 @@ import threading
 from typing import NoReturn
 
 from virtjob.config import format_domain_xml, parse_domain_xml
+from virtjob.drivers import objects
 from virtjob.drivers.base import (
     Capabilities,
     DomainInfo,
@@ -62,12 +63,7 @@ class QemuDriver:
         )
 
     def _refuse_if_busy(self, name: str, action: str) -> None:
-        holder = self.host.jobs.busy_with(domain_key(name))
-        if holder is not None:
-            raise OperationInvalidError(
-                f"cannot {action}: {holder.subject!r} is busy with {holder.kind} job"
-                f" {holder.id}; wait for it or cancel it first"
-            )
+        objects.refuse_if_busy(self.host.jobs, domain_key(name), action)
 
     def _start(self, kind: JobKind, name: str, plan: workers.Plan) -> Job:
         return self.host.jobs.start_job(

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
+from virtjob.drivers import objects
 from virtjob.drivers.base import DomainRef, DomainState
 from virtjob.drivers.qemu.command import build_argv, find_emulator
 from virtjob.drivers.qemu.monitor import EventLoopThread
@@ -113,17 +114,13 @@ class QemuHost:
 
     def find_domain(self, key: str) -> QemuDomain:
         """The domain named `key` or with UUID `key`; `NoDomainError` if none."""
-        try:
-            wanted: uuid.UUID | None = uuid.UUID(key)
-        except ValueError:
-            wanted = None
-        for domain in self.domains.values():
-            if domain.config.name == key or domain.config.uuid == wanted:
-                return domain
-        raise NoDomainError(
-            f"no domain {key!r} on qemu:///session ({self.state_dir});"
-            f" list domains to see what exists"
-        )
+        found = objects.find(self.domains, key)
+        if found is None:
+            raise NoDomainError(
+                f"no domain {key!r} on qemu:///session ({self.state_dir});"
+                f" list domains to see what exists"
+            )
+        return found
 
     def domain(self, ref: DomainRef) -> QemuDomain:
         """The domain `ref` names; `NoDomainError` if it has gone."""
@@ -134,19 +131,7 @@ class QemuHost:
 
     def check_clash(self, config: DomainConfig, allow: QemuDomain | None = None) -> None:
         """Refuse `config` if another domain (not `allow`) has its name or UUID."""
-        for other in self.domains.values():
-            if other is allow:
-                continue
-            if other.config.name == config.name:
-                raise OperationInvalidError(
-                    f"domain {config.name!r} already exists (uuid {other.config.uuid});"
-                    f" choose another name or undefine it first"
-                )
-            if other.config.uuid == config.uuid:
-                raise OperationInvalidError(
-                    f"uuid {config.uuid} is already used by domain {other.config.name!r};"
-                    f" remove the <uuid> element to get a fresh one"
-                )
+        objects.check_clash(self.domains, config, "domain", allow)
 
     # -- processes --------------------------------------------------------------------------
 

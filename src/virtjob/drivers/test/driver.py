@@ -8,6 +8,7 @@ from virtjob.config import (
     parse_domain_xml,
     parse_network_xml,
 )
+from virtjob.drivers import objects
 from virtjob.drivers.base import (
     Capabilities,
     DomainInfo,
@@ -53,11 +54,7 @@ class TestDriver:
         return CAPABILITIES
 
     def _refuse_if_busy(self, key: str, action: str) -> None:
-        holder = self.host.jobs.busy_with(key)
-        if holder is not None:
-            raise workers.busy_error(
-                action, f"{holder.subject!r} is busy with {holder.kind} job {holder.id}"
-            )
+        objects.refuse_if_busy(self.host.jobs, key, action)
 
     def _start(self, kind: JobKind, subject: str, key: str, worker: workers.Worker) -> Job:
         return self.host.jobs.start_job(kind, subject, worker, lock_key=key)

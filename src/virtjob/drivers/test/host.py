@@ -11,17 +11,15 @@ import itertools
 import os
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from virtjob.config import DomainConfig, NetworkConfig, parse_domain_xml, parse_network_xml
+from virtjob.drivers import objects
 from virtjob.drivers.base import DomainRef, DomainState, NetworkRef
 from virtjob.errors import NoDomainError, NoNetworkError, OperationInvalidError
 from virtjob.jobs import LocalJobDriver
 
 MAX_JOBS = 16
-_T = TypeVar("_T")
 PAGE = 4096
 MAX_IMAGE = 4 << 20
 
@@ -120,7 +118,7 @@ class TestHost:
 
     def find_domain(self, key: str) -> TestDomain:
         """The domain named `key` or with UUID `key`; `NoDomainError` if none."""
-        found = _find(self.domains, key, lambda d: d.config.name, lambda d: d.config.uuid)
+        found = objects.find(self.domains, key)
         if found is None:
             raise NoDomainError(
                 f"no domain {key!r} on test:///{self.name}; list domains to see what exists"
@@ -136,25 +134,13 @@ class TestHost:
 
     def check_domain_clash(self, config: DomainConfig, allow: TestDomain | None = None) -> None:
         """Refuse `config` if another domain (not `allow`) has its name or UUID."""
-        for other in self.domains.values():
-            if other is allow:
-                continue
-            if other.config.name == config.name:
-                raise OperationInvalidError(
-                    f"domain {config.name!r} already exists (uuid {other.config.uuid});"
-                    f" choose another name or undefine it first"
-                )
-            if other.config.uuid == config.uuid:
-                raise OperationInvalidError(
-                    f"uuid {config.uuid} is already used by domain {other.config.name!r};"
-                    f" remove the <uuid> element to get a fresh one"
-                )
+        objects.check_clash(self.domains, config, "domain", allow)
 
     # -- networks (callers hold `lock`) -----------------------------------------------------
 
     def find_network(self, key: str) -> TestNetwork:
         """The network named `key` or with UUID `key`; `NoNetworkError` if none."""
-        found = _find(self.networks, key, lambda n: n.config.name, lambda n: n.config.uuid)
+        found = objects.find(self.networks, key)
         if found is None:
             raise NoNetworkError(
                 f"no network {key!r} on test:///{self.name}; list networks to see what exists"
@@ -170,19 +156,7 @@ class TestHost:
 
     def check_network_clash(self, config: NetworkConfig, allow: TestNetwork | None = None) -> None:
         """Refuse `config` if another network (not `allow`) has its name or UUID."""
-        for other in self.networks.values():
-            if other is allow:
-                continue
-            if other.config.name == config.name:
-                raise OperationInvalidError(
-                    f"network {config.name!r} already exists (uuid {other.config.uuid});"
-                    f" choose another name or undefine it first"
-                )
-            if other.config.uuid == config.uuid:
-                raise OperationInvalidError(
-                    f"uuid {config.uuid} is already used by network {other.config.name!r};"
-                    f" remove the <uuid> element to get a fresh one"
-                )
+        objects.check_clash(self.networks, config, "network", allow)
 
     def check_bridge_free(self, config: NetworkConfig, allow: TestNetwork | None = None) -> None:
         """Refuse to activate `config` if an active network already uses its bridge."""
@@ -194,22 +168,6 @@ class TestHost:
                     f"bridge {config.bridge!r} of network {config.name!r} is in use by active"
                     f" network {other.config.name!r}; stop that network or choose another bridge"
                 )
-
-
-def _find(
-    table: dict[uuid.UUID, _T],
-    key: str,
-    name_of: Callable[[_T], str],
-    uuid_of: Callable[[_T], uuid.UUID],
-) -> _T | None:
-    try:
-        wanted: uuid.UUID | None = uuid.UUID(key)
-    except ValueError:
-        wanted = None
-    for item in table.values():
-        if name_of(item) == key or (wanted is not None and uuid_of(item) == wanted):
-            return item
-    return None
 
 
 _hosts: dict[str, TestHost] = {}

@@ -61,11 +61,6 @@ def image_slice(image: bytes, total: int, before: int, after: int) -> bytes:
     return image[before * size // total : after * size // total]
 
 
-def busy_error(action: str, holder_desc: str) -> OperationInvalidError:
-    """The error for an operation refused because a job holds its object."""
-    return OperationInvalidError(f"cannot {action}: {holder_desc}; wait for it or cancel it first")
-
-
 def create_domain(host: TestHost, config: DomainConfig, rate: int) -> Worker:
     """A worker that boots a new transient domain from `config`."""
 
