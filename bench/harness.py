@@ -29,7 +29,7 @@ T = TypeVar("T")
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_JSON = RESULTS_DIR / "latest.json"
-_NOT_BENCHMARK_MODULES = frozenset({"harness", "__main__"})
+_NOT_BENCHMARK_MODULES = frozenset({"harness", "__main__", "plot"})
 SCHEMA_VERSION = 1
 
 # -- what a benchmark declares ---------------------------------------------------------------
