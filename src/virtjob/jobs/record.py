@@ -190,6 +190,8 @@ class JobRecord:
         finally:
             self._waiting -= 1
             self._watching -= watching
+            if not self._waiting and self.settled:
+                self.cond = None  # a finished job keeps no Condition (~1 KB) once unwatched
 
     def _changed_since(self, version: int) -> bool:
         return self.version != version
@@ -308,6 +310,8 @@ class JobRecord:
                 if self._waiting:
                     assert self.cond is not None
                     self.cond.notify_all()
+                else:
+                    self.cond = None  # a finished job keeps no Condition (~1 KB) once unwatched
 
     def wait_settled(self) -> None:
         """Wait until a final job's done callbacks have run (unless this thread runs them)."""
