@@ -30,7 +30,9 @@ def make_pipe() -> tuple[int, int]:
     return read_fd, write_fd
 
 
-class _Pump:
+class Pump:
+    """A thread moving bytes through one end of a pipe; see the module docstring."""
+
     def __init__(self, fd: int, name: str, on_finish: Callable[[], None] | None) -> None:
         self.fd = fd
         self._on_finish = on_finish
@@ -67,7 +69,7 @@ class _Pump:
         self._thread.join(timeout)
 
 
-class PipeToSink(_Pump):
+class PipeToSink(Pump):
     """Reads a pipe until EOF, handing each chunk to `sink`; an error from `sink` stops it.
 
     `on_finish()` is called from the pump's thread once it has stopped, for whatever reason.
@@ -98,7 +100,7 @@ class PipeToSink(_Pump):
             self.moved += len(data)
 
 
-class SourceToPipe(_Pump):
+class SourceToPipe(Pump):
     """Writes every chunk of `source` into a pipe, then closes it (EOF for the reader).
 
     `on_finish()` is called from the pump's thread once it has stopped, for whatever reason.

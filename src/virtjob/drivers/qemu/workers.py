@@ -22,7 +22,7 @@ from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers.base import DomainRef
 from virtjob.drivers.qemu.host import QemuDomain, QemuHost
 from virtjob.drivers.qemu.process import QemuProcess
-from virtjob.drivers.qemu.pump import PipeToSink, SourceToPipe, make_pipe
+from virtjob.drivers.qemu.pump import PipeToSink, Pump, SourceToPipe, make_pipe
 from virtjob.errors import InvalidArgError, OperationFailedError, OperationInvalidError, XMLError
 from virtjob.jobs import JobContext
 from virtjob.savefile import AtomicFile, SaveFileReader, SaveFileWriter
@@ -226,18 +226,30 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Plan:
     return Plan(work, on_cancel=waker.wake)
 
 
+def _tick(
+    ctx: JobContext,
+    waker: Waker,
+    process: QemuProcess,
+    pump: Pump,
+    during: str,
+    seconds: float = POLL,
+) -> None:
+    """Nap until the next poll; `_Cancelled` on a cancel, a failure if QEMU or the pump died."""
+    if waker.nap(ctx, seconds):
+        raise _Cancelled
+    if process.exited.is_set():
+        raise _gone(process, during)
+    if pump.error is not None:
+        raise _pump_failure(pump.error, process.domain, during)
+
+
 def _follow_migration(
     ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker
 ) -> None:
     """Report migration progress until it completes; `_Cancelled` on a cancel request."""
     monitor = process.monitor
     while True:
-        if waker.nap(ctx, POLL):
-            raise _Cancelled
-        if process.exited.is_set():
-            raise _gone(process, "save")
-        if pump.error is not None:
-            raise _pump_failure(pump.error, process.domain, "save")
+        _tick(ctx, waker, process, pump, "save")
         info: dict[str, Any] = monitor.execute("query-migrate")
         status = info.get("status")
         ram = info.get("ram")
@@ -372,12 +384,8 @@ def _load(
         monitor.execute("migrate-incoming", {"uri": "fd:virtjob-restore"})
         while True:
             # Once all is sent, QEMU only has the tail to load: look again soon.
-            if waker.nap(ctx, FINISH_POLL if feeder.finished.is_set() else POLL):
-                raise _Cancelled
-            if process.exited.is_set():
-                raise _gone(process, "restore")
-            if feeder.error is not None:
-                raise _pump_failure(feeder.error, process.domain, "restore")
+            pause = FINISH_POLL if feeder.finished.is_set() else POLL
+            _tick(ctx, waker, process, feeder, "restore", pause)
             ctx.update(processed=size + feeder.moved)
             if feeder.finished.is_set():
                 status = str(monitor.execute("query-status").get("status"))
@@ -441,12 +449,7 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
 def _follow_dump(ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker) -> None:
     monitor = process.monitor
     while True:
-        if waker.nap(ctx, POLL):
-            raise _Cancelled
-        if process.exited.is_set():
-            raise _gone(process, "dump")
-        if pump.error is not None:
-            raise _pump_failure(pump.error, process.domain, "dump")
+        _tick(ctx, waker, process, pump, "dump")
         info = monitor.execute("query-dump")
         if info.get("total"):
             ctx.update(processed=int(info.get("completed", 0)), total=int(info["total"]))
