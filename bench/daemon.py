@@ -2,7 +2,7 @@
 
 - ``daemon.info_1``: `Job.info()` calls per second through the remote driver from one client
   vs the same ``GET /v1/jobs/{id}`` sent by a minimal raw-socket HTTP/1.1 client (the server's
-  own ceiling: what is left is client-side cost, httpx's).
+  own ceiling: what is left is client-side cost, mostly httpcore and its pure-Python h11).
 - ``daemon.info_8``: the same from 8 client threads, each with its own connection.
 - ``daemon.event_latency``: delay from a progress update in the daemon to the client's
   `Job.watch()` (the event's wall time is the job's recorded start + its elapsed, both on the

@@ -33,7 +33,7 @@ from virtjob.drivers.remote import wire
 from virtjob.errors import ErrorCode, InvalidArgError, NoSupportError, VirtError
 from virtjob.jobs import Job
 
-from .gate import Gate
+from .gate import FastPath, Gate, Receive, Scope, Send
 from .hosts import Hosted
 from .models import (
     DomainInfoModel,
@@ -47,7 +47,7 @@ from .models import (
     XmlBody,
     XmlModel,
 )
-from .recorder import Channel
+from .recorder import Channel, Recorder
 from .service import Service
 
 log = logging.getLogger("virtjob.daemon")
@@ -107,9 +107,22 @@ def error_response(error: VirtError) -> JSONResponse:
     return JSONResponse(wire.error_to_dict(error), status_code=status_for(error))
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""`json.dumps(data, separators=(",", ":"))`, without building an encoder for every call."""
+
+
+def _dumps(data: Any) -> bytes:
+    return _ENCODER.encode(data).encode()
+
+
 def _json(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, separators=(",", ":")).encode()
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(_dumps(data), status_code=status, media_type="application/json")
+
+
+def _virt_error_answer(exc: VirtError) -> Response:
+    if status_for(exc) >= 500:
+        log.error("request failed: %s: %s", type(exc).__name__, exc)
+    return error_response(exc)
 
 
 Driver = Annotated[str, Path(description="Driver name, e.g. 'test' or 'qemu'.", examples=["test"])]
@@ -144,15 +157,15 @@ def create_app(service: Service) -> Gate:
     _host_routes(api, service)
     app.include_router(api)
 
-    return Gate(app, service.settings.token, service.settings.max_body)
+    return Gate(
+        app, service.settings.token, service.settings.max_body, _fast_job_get(service.recorder)
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     async def virt_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, VirtError)
-        if status_for(exc) >= 500:
-            log.error("request failed: %s: %s", type(exc).__name__, exc)
-        return error_response(exc)
+        return _virt_error_answer(exc)
 
     async def validation(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -283,6 +296,47 @@ def _job_routes(api: APIRouter, service: Service) -> None:
         )
 
 
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _fast_job_get(recorder: Recorder) -> FastPath:
+    """``GET /v1/jobs/{id}`` answered in plain ASGI: the hot read of every remote `Job.info()`.
+
+    The same answer as the `get_job` route (which stays, for the schema and as the fallback):
+    the same JSON bytes, headers and errors, without FastAPI's routing, dependency solving and
+    response classes. Anything else (another method, route or path shape, or an unexpected
+    exception, which the route then reports) is left to FastAPI.
+    """
+    prefix = wire.API_PREFIX + "/jobs/"
+    skip = len(prefix)
+
+    async def fast(scope: Scope, receive: Receive, send: Send) -> bool:
+        path: str = scope["path"]
+        if scope["method"] != "GET" or not path.startswith(prefix):
+            return False
+        job_id = path[skip:]
+        if not job_id or "/" in job_id or scope.get("root_path"):
+            return False
+        try:
+            body = _dumps(recorder.payload(job_id))
+        except VirtError as exc:
+            await _virt_error_answer(exc)(scope, receive, send)
+            return True
+        except Exception:
+            return False  # FastAPI runs the route again and reports it as usual
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+    return fast
+
+
 def _final_now(job: Job) -> bool:
     try:
         return job.info().state.terminal
@@ -291,7 +345,7 @@ def _final_now(job: Job) -> bool:
 
 
 def _event(info: dict[str, Any], seq: int) -> bytes:
-    data = json.dumps(info, separators=(",", ":"))
+    data = _ENCODER.encode(info)
     return f"event: info\nid: {seq}\ndata: {data}\n\n".encode()
 
 
@@ -315,7 +369,7 @@ async def _event_stream(channel: Channel, job: Job, interval: float) -> AsyncIte
             await channel.terminal(delay)
         seen = channel.version
         info = channel.info
-        yield _event(info.to_dict(), seen)
+        yield _event(wire.info_to_dict(info), seen)
         if info.state.terminal:
             return
         not_before = loop.time() + interval

@@ -131,7 +131,7 @@ class Tracked:
             "host": self.host,
             "kind": str(job.kind),
             "subject": job.subject,
-            "info": info.to_dict(),
+            "info": wire.info_to_dict(info),
             "result": result,
             "error": error,
             "target": self.target,

@@ -53,7 +53,7 @@ class RemoteJobDriver:
 
     def fetch(self, job_id: str) -> wire.JobView:
         """The job's current view: ``GET /v1/jobs/{id}``. `NoJobError` if unknown."""
-        return wire.job_from_dict(self._transport.call("GET", self._path(job_id)))
+        return wire.job_from_dict(self._transport.get(self._path(job_id)))
 
     def handle(self, view: wire.JobView) -> Job:
         """A `Job` handle, driven by this driver, on the job `view` describes."""
@@ -63,7 +63,7 @@ class RemoteJobDriver:
 
     def job_info(self, job_id: str) -> JobInfo:
         """A snapshot of the job's progress."""
-        data = self._transport.call("GET", self._path(job_id))
+        data = self._transport.get(self._path(job_id))
         try:
             info = data["info"]
         except (KeyError, TypeError):

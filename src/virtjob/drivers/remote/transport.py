@@ -1,8 +1,12 @@
 """`Transport`: HTTP to one virtjobd, over a unix socket, TCP or TLS, with errors mapped.
 
-Everything the remote driver sends goes through `Transport.call` (one JSON request and answer)
-or `Transport.events` (a server-sent-event stream). A keep-alive `httpx.Client` is shared by
-every thread of the connection. Failures come back as virtjob errors:
+Everything the remote driver sends goes through `Transport.call` (one JSON request and answer),
+`Transport.get` (the same for a plain GET, the hot path of ``Job.info()``) or
+`Transport.events` (a server-sent-event stream). A keep-alive `httpx.Client` is shared by
+every thread of the connection; `get` goes through a pool of httpcore, httpx's own transport
+layer, directly: for a GET without parameters or body, httpx's request building, URL merging
+and response model cost more than the daemon takes to answer (see docs/daemon.md,
+Performance). Failures come back as virtjob errors, the same whichever path a request took:
 
 - the daemon cannot be reached, or breaks the connection: `ConnectError`, naming the socket or
   host and saying what to check;
@@ -20,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+import httpcore
 import httpx
 
 from virtjob.errors import (
@@ -40,6 +45,21 @@ TRANSPORT_PARAMS = frozenset({"socket", "token_file", "ca_file"})
 """URI parameters the remote driver uses itself; the others go to the hosted driver."""
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+MAX_CONNECTIONS = 64
+MAX_KEEPALIVE = 16
+KEEPALIVE_EXPIRY = 5.0
+"""Seconds an idle keep-alive connection is kept (httpx's default; the daemon keeps 30)."""
+_CLOSED = "Cannot send a request, as the client has been closed."
+_HTTPCORE_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+)
+"""What a request through httpcore raises when it fails (httpx maps the same to HTTPError)."""
+_TIMEOUTS = (httpx.TimeoutException, httpcore.TimeoutException)
+_CONNECT_TIMEOUTS = (httpx.ConnectTimeout, httpcore.ConnectTimeout)
 
 
 def default_socket() -> str:
@@ -82,7 +102,12 @@ class Transport:
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
         timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+        limits = httpx.Limits(
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_KEEPALIVE,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
+        ssl_context: ssl.SSLContext | None = None
         if uri.transport == "unix":
             self.socket: str | None = os.path.abspath(
                 os.path.expanduser(uri.params.get("socket") or default_socket())
@@ -107,11 +132,35 @@ class Transport:
                     raise InvalidArgError(
                         f"cannot load ca_file {ca_file} of {uri}: {exc}"
                     ) from None
+                ssl_context = verify
             transport = httpx.HTTPTransport(verify=verify, limits=limits)
             base = self.where
         self._client = httpx.Client(
             base_url=base, headers=headers, timeout=timeout, transport=transport
         )
+        # The fast path of `get`: the same origin, headers, limits and timeouts in httpcore.
+        origin = httpcore.URL(base)
+        self._scheme, self._host, self._port = origin.scheme, origin.host, origin.port
+        authority = base.partition("://")[2].encode()  # as httpx sends it, [v6]:port too
+        self._get_headers = [(b"host", authority)] + [
+            (name.encode(), value.encode()) for name, value in headers.items()
+        ]
+        self._get_extensions = {
+            "timeout": {
+                "connect": CONNECT_TIMEOUT,
+                "read": READ_TIMEOUT,
+                "write": READ_TIMEOUT,
+                "pool": READ_TIMEOUT,
+            }
+        }
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_KEEPALIVE,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+            uds=self.socket,
+        )
+        self._closed = False
 
     def probe(self) -> None:
         """Check that a unix socket accepts connections; `ConnectError` saying why if not.
@@ -131,7 +180,9 @@ class Transport:
 
     def close(self) -> None:
         """Close the connections to the daemon."""
+        self._closed = True
         self._client.close()
+        self._pool.close()
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -169,17 +220,37 @@ class Transport:
             raise self._connect_error(exc) from None
         except RuntimeError as exc:  # the client was closed
             raise ConnectError(f"the connection to {self.uri} is closed: {exc}") from None
-        status = response.status_code
+        return self._decode(method, path, response.status_code, response.content)
+
+    def get(self, path: str) -> Any:
+        """``call("GET", path)`` (no parameters, default timeout), through httpcore directly.
+
+        `path` must be ASCII and already quoted (`quote_segment`). Raises like `call`.
+        """
+        if self._closed:
+            raise ConnectError(f"the connection to {self.uri} is closed: {_CLOSED}")
+        url = httpcore.URL(
+            scheme=self._scheme, host=self._host, port=self._port, target=path.encode("ascii")
+        )
+        try:
+            response = self._pool.request(
+                b"GET", url, headers=self._get_headers, extensions=self._get_extensions
+            )
+        except _HTTPCORE_ERRORS as exc:
+            raise self._connect_error(exc) from None
+        return self._decode("GET", path, response.status, response.content)
+
+    def _decode(self, method: str, path: str, status: int, content: bytes) -> Any:
         if status == 204:
             return None
         if status >= 400:
-            raise self._answer_error(status, response.content)
+            raise self._answer_error(status, content)
         try:
-            return json.loads(response.content)
+            return json.loads(content)
         except ValueError:
             raise InternalError(
                 f"virtjobd at {self.where} answered {method} {path} with something that is not"
-                f" JSON: {response.content[:200]!r}"
+                f" JSON: {content[:200]!r}"
             ) from None
 
     def events(self, path: str, params: dict[str, Any]) -> EventStream:
@@ -209,9 +280,10 @@ class Transport:
 
     # -- errors -------------------------------------------------------------------------------
 
-    def _connect_error(self, exc: httpx.HTTPError) -> VirtError:
+    def _connect_error(self, exc: Exception) -> VirtError:
+        """The `ConnectError` for a failed request (an httpx or httpcore exception)."""
         reason = str(exc) or type(exc).__name__
-        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        if isinstance(exc, _TIMEOUTS) and not isinstance(exc, _CONNECT_TIMEOUTS):
             return ConnectError(
                 f"virtjobd at {self.where} did not answer in time ({reason}); check that it is"
                 f" not overloaded or stuck (its log says more)"
