@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +24,10 @@ def open(uri: str | None = None) -> Connection:
     Raises `InvalidArgError` for a malformed URI, `NoSupportError` for an unknown driver, and
     `ConnectError`/`AuthError` when a daemon cannot be reached or refuses the credentials.
     """
+    if uri is not None and not isinstance(uri, str):
+        raise InvalidArgError(
+            f"a connection URI is a string such as 'test:///default', not {uri!r}"
+        )
     parsed = parse_uri(default_uri() if uri is None else uri)
     return Connection(connect_driver(parsed), parsed)
 
@@ -94,7 +99,7 @@ class Connection:
         """Return every domain on the host, running or defined."""
         return [Domain(self, ref) for ref in self.driver.list_domains()]
 
-    def lookup_domain(self, name_or_uuid: str) -> Domain:
+    def lookup_domain(self, name_or_uuid: str | uuid.UUID) -> Domain:
         """Return the domain with that name or UUID; `NoDomainError` if there is none."""
         return Domain(self, self.driver.lookup_domain(_key(name_or_uuid, "domain")))
 
@@ -129,7 +134,7 @@ class Connection:
         """Return every network on the host, active or defined."""
         return [Network(self, ref) for ref in self.driver.list_networks()]
 
-    def lookup_network(self, name_or_uuid: str) -> Network:
+    def lookup_network(self, name_or_uuid: str | uuid.UUID) -> Network:
         """Return the network with that name or UUID; `NoNetworkError` if there is none."""
         return Network(self, self.driver.lookup_network(_key(name_or_uuid, "network")))
 
@@ -189,9 +194,11 @@ class Connection:
         return f"<Connection {self.uri}{' (closed)' if self.closed else ''}>"
 
 
-def _key(value: str, what: str) -> str:
+def _key(value: str | uuid.UUID, what: str) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
     if not isinstance(value, str) or not value:
-        raise InvalidArgError(f"a {what} is looked up by name or UUID string, not {value!r}")
+        raise InvalidArgError(f"a {what} is looked up by its name or its UUID, not {value!r}")
     return value
 
 

@@ -756,3 +756,26 @@ def test_a_callback_raising_system_exit_does_not_kill_the_pool(
     registered.set()
     first.wait(SAFETY)
     assert start(driver, lambda ctx: 5).result(SAFETY) == 5
+
+
+@pytest.mark.parametrize("bad", ["1", -1, -0.5, float("nan"), float("inf"), True, object()])
+def test_wait_and_result_refuse_a_timeout_that_is_not_seconds(
+    driver: LocalJobDriver, bad: object
+) -> None:
+    """A timeout must be None or a finite number >= 0: anything else is InvalidArgError."""
+    release = threading.Event()
+    job = start(driver, lambda ctx: release.wait(SAFETY))
+    for call in (job.wait, job.result):
+        with pytest.raises(InvalidArgError, match="seconds"):
+            call(bad)  # type: ignore[arg-type]
+    release.set()
+    assert job.wait(SAFETY).state is JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize("bad", ["0.1", -1, float("nan"), None])
+def test_watch_refuses_an_interval_that_is_not_seconds(driver: LocalJobDriver, bad: object) -> None:
+    """watch(interval) needs a finite number >= 0."""
+    job = start(driver, lambda ctx: None)
+    with pytest.raises(InvalidArgError, match="watch interval"):
+        job.watch(bad)  # type: ignore[arg-type]
+    job.wait(SAFETY)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from math import inf
 from types import TracebackType
 from typing import Any
 
@@ -82,9 +83,10 @@ class Job:
         """Block until the job is final and return its last info.
 
         Does not raise the job's error. Raises `JobTimeoutError` (a `TimeoutError`) when
-        `timeout` seconds pass first, and `NoJobError` once destroyed.
+        `timeout` seconds pass first, `InvalidArgError` for a timeout that is not a number of
+        seconds >= 0, and `NoJobError` once destroyed.
         """
-        return self._driver.job_wait(self._id, timeout)
+        return self._driver.job_wait(self._id, _check_timeout(timeout))
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job and return its result.
@@ -123,9 +125,7 @@ class Job:
         Changes closer together than `interval` seconds are coalesced into one; the final info
         is delivered without delay. Raises `InvalidArgError` for a negative interval.
         """
-        if not interval >= 0:
-            raise InvalidArgError(f"watch interval must be >= 0 seconds, got {interval!r}")
-        return self._driver.job_watch(self._id, interval)
+        return self._driver.job_watch(self._id, _seconds(interval, "a watch interval"))
 
     def add_done_callback(self, fn: Callable[[Job], object]) -> None:
         """Call `fn(job)` once when the job is final.
@@ -185,3 +185,15 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self._id} {self._kind} of {self._subject!r}>"
+
+
+def _seconds(value: float, what: str) -> float:
+    """`value` if it is a finite number of seconds >= 0; else `InvalidArgError` naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < inf:
+        raise InvalidArgError(f"{what} is a number of seconds >= 0, not {value!r}")
+    return value
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    """`timeout` if it is None or a finite number of seconds >= 0; else `InvalidArgError`."""
+    return None if timeout is None else _seconds(timeout, "a timeout (or None)")
