@@ -207,9 +207,13 @@ class SaveFileReader:
         try:
             self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
         except FileNotFoundError:
-            raise InvalidArgError(f"save file {path} does not exist") from None
+            raise InvalidArgError(
+                f"save file {path} does not exist; give the path a save wrote"
+            ) from None
         except IsADirectoryError:
-            raise InvalidArgError(f"save file {path} is a directory, not a save file") from None
+            raise InvalidArgError(
+                f"save file {path} is a directory; give the path of the file a save wrote"
+            ) from None
         except OSError as exc:
             raise InvalidArgError(f"cannot read save file {path}: {exc.strerror}") from None
         try:

@@ -65,7 +65,8 @@ def check_clash(
         if other.config.name == config.name:
             raise OperationInvalidError(
                 f"{what} {config.name!r} already exists (uuid {other.config.uuid});"
-                f" choose another name or undefine it first"
+                f" to change its definition give that <uuid> in the XML, else choose another"
+                f" name or undefine it first"
             )
         if other.config.uuid == config.uuid:
             raise OperationInvalidError(
@@ -82,3 +83,12 @@ def refuse_if_busy(jobs: LocalJobDriver, lock_key: str, action: str) -> None:
             f"cannot {action}: {holder.subject!r} is busy with {holder.kind} job {holder.id};"
             f" wait for it or cancel it first"
         )
+
+
+_STOPPING = frozenset({"destroy", "shut down"})
+
+
+def not_running(action: str, name: str, state: str = "shut off") -> OperationInvalidError:
+    """The refusal of `action` on domain `name`, which is not running (it is `state`)."""
+    advice = "there is nothing to stop" if action in _STOPPING else "start it first"
+    return OperationInvalidError(f"cannot {action} domain {name!r}: it is {state}; {advice}")

@@ -21,7 +21,7 @@ from virtjob.drivers.base import DomainRef, DomainState
 from virtjob.drivers.qemu.command import build_argv, find_emulator
 from virtjob.drivers.qemu.monitor import EventLoopThread
 from virtjob.drivers.qemu.process import Launcher, QemuProcess
-from virtjob.errors import NoDomainError, OperationFailedError, OperationInvalidError, XMLError
+from virtjob.errors import NoDomainError, OperationFailedError, XMLError
 from virtjob.jobs import LocalJobDriver
 from virtjob.savefile import AtomicFile
 
@@ -197,9 +197,7 @@ class QemuHost:
             domain = self.domain(ref)
             process = domain.process
         if process is None or process.ended.is_set():
-            raise OperationInvalidError(
-                f"cannot {action} domain {ref.name!r}: it is not running; start it first"
-            )
+            raise objects.not_running(action, ref.name, "not running")
         return domain, process
 
 

@@ -226,6 +226,16 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Plan:
     return Plan(work, on_cancel=waker.wake)
 
 
+def _query(process: QemuProcess, command: str, during: str) -> Any:
+    """Run a QMP query; when it fails because QEMU died, say so with QEMU's own last words."""
+    try:
+        return process.monitor.execute(command)
+    except OperationFailedError:
+        if process.ended.wait(1.0):
+            raise _gone(process, during) from None
+        raise
+
+
 def _tick(
     ctx: JobContext,
     waker: Waker,
@@ -247,10 +257,9 @@ def _follow_migration(
     ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker
 ) -> None:
     """Report migration progress until it completes; `_Cancelled` on a cancel request."""
-    monitor = process.monitor
     while True:
         _tick(ctx, waker, process, pump, "save")
-        info: dict[str, Any] = monitor.execute("query-migrate")
+        info: dict[str, Any] = _query(process, "query-migrate", "save")
         status = info.get("status")
         ram = info.get("ram")
         if isinstance(ram, dict) and ram.get("total"):
@@ -388,10 +397,10 @@ def _load(
             _tick(ctx, waker, process, feeder, "restore", pause)
             ctx.update(processed=size + feeder.moved)
             if feeder.finished.is_set():
-                status = str(monitor.execute("query-status").get("status"))
+                status = str(_query(process, "query-status", "restore").get("status"))
                 if status != "inmigrate":
                     break
-        migration = monitor.execute("query-migrate")
+        migration = _query(process, "query-migrate", "restore")
         if migration.get("status") != "completed":
             raise OperationFailedError(
                 f"QEMU could not load the saved state of domain {process.domain!r}:"
@@ -447,10 +456,9 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
 
 
 def _follow_dump(ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker) -> None:
-    monitor = process.monitor
     while True:
         _tick(ctx, waker, process, pump, "dump")
-        info = monitor.execute("query-dump")
+        info = _query(process, "query-dump", "dump")
         if info.get("total"):
             ctx.update(processed=int(info.get("completed", 0)), total=int(info["total"]))
         status = info.get("status")

@@ -129,9 +129,7 @@ class TestDriver:
         domain = self.host.domain(ref)
         self._refuse_if_busy(domain_key(ref.name), f"{action} domain {ref.name!r}")
         if not domain.state.active:
-            raise OperationInvalidError(
-                f"cannot {action} domain {ref.name!r}: it is {domain.state}; start it first"
-            )
+            raise objects.not_running(action, ref.name, domain.state)
         return domain
 
     def domain_destroy(self, ref: DomainRef) -> None:
@@ -204,9 +202,7 @@ class TestDriver:
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"save domain {ref.name!r}")
             if not domain.state.active:
-                raise OperationInvalidError(
-                    f"cannot save domain {ref.name!r}: it is {domain.state}; start it first"
-                )
+                raise objects.not_running("save", ref.name, domain.state)
             return self._start(
                 JobKind.DOMAIN_SAVE,
                 ref.name,
@@ -243,9 +239,7 @@ class TestDriver:
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"dump domain {ref.name!r}")
             if not domain.state.active:
-                raise OperationInvalidError(
-                    f"cannot dump domain {ref.name!r}: it is {domain.state}; start it first"
-                )
+                raise objects.not_running("dump", ref.name, domain.state)
             return self._start(
                 JobKind.DOMAIN_DUMP_CORE,
                 ref.name,

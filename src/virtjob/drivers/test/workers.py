@@ -13,6 +13,7 @@ import struct
 from collections.abc import Callable
 
 from virtjob.config import DomainConfig, NetworkConfig, format_domain_xml, parse_domain_xml
+from virtjob.drivers import objects
 from virtjob.drivers.base import DomainRef, DomainState, NetworkRef
 from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork
 from virtjob.errors import InvalidArgError, OperationInvalidError, XMLError
@@ -107,9 +108,7 @@ def _shut_off(host: TestHost, ref: DomainRef, action: str) -> TestDomain:
 def _active(host: TestHost, ref: DomainRef, action: str) -> TestDomain:
     domain = host.domain(ref)
     if not domain.state.active:
-        raise OperationInvalidError(
-            f"cannot {action} domain {ref.name!r}: it is {domain.state}; start it first"
-        )
+        raise objects.not_running(action, ref.name, domain.state)
     return domain
 
 
