@@ -253,3 +253,15 @@ def test_unreachable_daemon_is_a_connect_error(tmp_path: object) -> None:
 def test_unknown_driver_on_the_daemon(shared_daemon: DaemonProcess) -> None:
     with pytest.raises(virtjob.NoSupportError):
         virtjob.open(f"nosuch+unix:///default?socket={shared_daemon.socket}")
+
+
+def test_a_closed_connection_refuses_like_a_local_one(conn: virtjob.Connection) -> None:
+    """After close(), job handles and objects of a remote connection raise the same
+    OperationInvalidError as `Connection.driver` does, naming the URI."""
+    net = conn.define_network(NEW_NETWORK.format(name="cnet", bridge="vjb5"))
+    job = net.start_job()
+    job.wait(SAFETY)
+    conn.close()
+    for call in (job.info, job.cancel, lambda: job.wait(1), net.is_active, conn.list_domains):
+        with pytest.raises(virtjob.OperationInvalidError, match="is closed; open a new one"):
+            call()

@@ -32,6 +32,7 @@ from virtjob.errors import (
     ConnectError,
     InternalError,
     InvalidArgError,
+    OperationInvalidError,
     VirtError,
 )
 from virtjob.uri import ConnectURI
@@ -49,7 +50,6 @@ MAX_CONNECTIONS = 64
 MAX_KEEPALIVE = 16
 KEEPALIVE_EXPIRY = 5.0
 """Seconds an idle keep-alive connection is kept (httpx's default; the daemon keeps 30)."""
-_CLOSED = "Cannot send a request, as the client has been closed."
 _HTTPCORE_ERRORS = (
     httpcore.TimeoutException,
     httpcore.NetworkError,
@@ -184,6 +184,12 @@ class Transport:
         self._client.close()
         self._pool.close()
 
+    def _closed_error(self) -> OperationInvalidError:
+        """What every call raises once the connection is closed (as `Connection.driver` does)."""
+        return OperationInvalidError(
+            f"the connection to {self.uri} is closed; open a new one with virtjob.open()"
+        )
+
     # -- requests -----------------------------------------------------------------------------
 
     def call(
@@ -218,8 +224,8 @@ class Transport:
             )
         except httpx.HTTPError as exc:
             raise self._connect_error(exc) from None
-        except RuntimeError as exc:  # the client was closed
-            raise ConnectError(f"the connection to {self.uri} is closed: {exc}") from None
+        except RuntimeError:  # the client was closed
+            raise self._closed_error() from None
         return self._decode(method, path, response.status_code, response.content)
 
     def get(self, path: str) -> Any:
@@ -228,7 +234,7 @@ class Transport:
         `path` must be ASCII and already quoted (`quote_segment`). Raises like `call`.
         """
         if self._closed:
-            raise ConnectError(f"the connection to {self.uri} is closed: {_CLOSED}")
+            raise self._closed_error()
         url = httpcore.URL(
             scheme=self._scheme, host=self._host, port=self._port, target=path.encode("ascii")
         )
@@ -266,8 +272,8 @@ class Transport:
             response = self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._connect_error(exc) from None
-        except RuntimeError as exc:
-            raise ConnectError(f"the connection to {self.uri} is closed: {exc}") from None
+        except RuntimeError:
+            raise self._closed_error() from None
         if response.status_code >= 400:
             try:
                 content = response.read()
