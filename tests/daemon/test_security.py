@@ -36,6 +36,23 @@ def test_tcp_without_a_token_file_is_refused(tmp_path: os.PathLike[str]) -> None
     assert "--token-file" in result.stderr
 
 
+def test_a_missing_allow_dir_is_refused_at_start(tmp_path: os.PathLike[str]) -> None:
+    """A typo in --allow-dir stops the daemon at once instead of refusing every path later."""
+    missing = os.path.join(str(tmp_path), "no-such-dir")
+    result = _start_fails("--state-dir", str(tmp_path), "--allow-dir", missing)
+    assert result.returncode == 2
+    assert f"--allow-dir {missing} is not a directory" in result.stderr
+
+
+def test_a_socket_in_a_missing_directory_is_refused(tmp_path: os.PathLike[str]) -> None:
+    """--listen unix:PATH does not invent directories: a wrong path is an error."""
+    path = os.path.join(str(tmp_path), "no-such-dir", "sock")
+    result = _start_fails("--state-dir", str(tmp_path), "--listen", f"unix:{path}")
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert not os.path.exists(os.path.dirname(path))
+
+
 def test_non_loopback_address_needs_listen_any(tmp_path: os.PathLike[str]) -> None:
     token = os.path.join(str(tmp_path), "token")
     fd = os.open(token, os.O_WRONLY | os.O_CREAT, 0o600)

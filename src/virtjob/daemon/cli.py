@@ -96,6 +96,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     for path in filter(None, (args.tls_cert, args.tls_key)):
         if not os.path.isfile(path):
             raise InvalidArgError(f"TLS file {path} does not exist")
+    for directory in args.allow_dir:
+        if not os.path.isdir(directory):
+            raise InvalidArgError(
+                f"--allow-dir {directory} is not a directory; create it or fix the path"
+            )
     if args.retain_jobs < 0 or args.max_hosts < 1 or args.shutdown_grace < 0:
         raise InvalidArgError("--retain-jobs, --max-hosts and --shutdown-grace must be positive")
     return Settings(

@@ -91,8 +91,12 @@ def open_socket(spec: ListenSpec, *, allow_any: bool = False) -> socket.socket:
 
 
 def _unix_socket(path: str) -> socket.socket:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise OperationInvalidError(
+            f"cannot listen on unix:{path}: directory {directory} does not exist; create it"
+            f" or choose another path"
+        )
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
