@@ -80,6 +80,7 @@ def _progress(console: Console) -> Progress:
 
 def _follow(progress: Progress, jobs: dict[TaskID, Job], cancel_at: dict[Job, float]) -> None:
     """Refresh every task from its job until all jobs are final, cancelling on cue."""
+    stopped: set[TaskID] = set()
     while True:
         finished = 0
         for task, job in jobs.items():
@@ -94,7 +95,11 @@ def _follow(progress: Progress, jobs: dict[TaskID, Job], cancel_at: dict[Job, fl
                 total=info.total or 1,
                 state=state,
             )
-            finished += info.state.terminal
+            if info.state.terminal:
+                if task not in stopped:
+                    progress.stop_task(task)  # freezes its elapsed time, as the job's is
+                    stopped.add(task)
+                finished += 1
         if finished == len(jobs):
             return
         # The display refreshes on a clock; the jobs themselves need no polling.
