@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from tests.cli.helpers import FAST, Result, host_uri
 from virtjob.cli import cli
+from virtjob.cli.jobrun import SIGNALS
 
 Invoke = Callable[..., Result]
 
@@ -24,6 +25,16 @@ def sigint_not_ignored() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(autouse=True)
+def job_signals_restored() -> Iterator[None]:
+    """Give back SIGINT, SIGTERM and SIGHUP after a test that followed a job in this process.
+
+    (The ``virtjob`` process keeps ignoring them once its job has ended; pytest must not.)
+    """
+    yield
+    SIGNALS.restore()
 
 
 @pytest.fixture

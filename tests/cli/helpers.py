@@ -25,6 +25,7 @@ CLI = [sys.executable, "-m", "virtjob.cli"]
 DEADLINE = 30.0
 FAST = 4 << 30  # bytes/s: saving the 512 MiB domain `test` takes ~0.13 s
 SLOW = 16 << 20  # bytes/s: saving `test` would take 32 s; for cancel and interrupt tests
+MEDIUM = 256 << 20  # bytes/s: saving `test` takes ~2 s, long enough to print a few lines
 
 
 def host_uri(rate: int | None = None, name: str | None = None) -> str:

@@ -38,6 +38,13 @@ def test_list_shows_running_domains_by_default_and_all_with_all(
     assert invoke("list", "--name").out == "test\n"
 
 
+def test_list_name_with_json_gives_a_json_array_of_names(invoke: Invoke, tmp_path: Path) -> None:
+    assert invoke("define", write(tmp_path / "web.xml", WEB_XML)).code == 0
+    assert json.loads(invoke("list", "--json", "--name").out) == ["test"]
+    assert json.loads(invoke("list", "--all", "--json", "--name").out) == ["test", "web"]
+    assert json.loads(invoke("list", "--inactive", "--json", "--name").out) == ["web"]
+
+
 def test_list_json_schema(invoke: Invoke, tmp_path: Path) -> None:
     invoke("define", write(tmp_path / "web.xml", WEB_XML))
     domains = json.loads(invoke("list", "--all", "--json").out)

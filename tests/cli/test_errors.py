@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import Invoke
-from tests.cli.helpers import WEB_XML, cli_env, host_uri, run, write
+from tests.cli.helpers import WEB_XML, Result, cli_env, host_uri, run, write
+from virtjob.drivers.remote.transport import default_socket
 
 BAD_XML = "<domain type='test'>\n  <name>web</name\n</domain>\n"
 
@@ -101,7 +103,10 @@ def test_bad_uri_is_a_usage_error(uri: str, expected: str) -> None:
 def test_bad_uri_from_the_environment() -> None:
     result = run("list", env=cli_env(VIRTJOB_DEFAULT_URI="nonsense"))
     assert result.code == 2
-    assert "is malformed" in one_line(result.err)
+    line = one_line(result.err)
+    assert "is malformed" in line
+    assert line.startswith("error: $VIRTJOB_DEFAULT_URI is not a valid URI: ")
+    assert "'-c'" not in line  # no -c was given
 
 
 def test_default_uri_comes_from_the_environment() -> None:
@@ -132,13 +137,100 @@ def test_bg_is_refused_in_process(invoke: Invoke, args: list[str]) -> None:
     line = one_line(result.err)
     assert "--bg needs a daemon" in line
     assert "die" in line
-    assert "+unix://" in line
+    assert "start the daemon with 'virtjobd &'" in line
+    socket = default_socket()  # where virtjobd listens unless told otherwise
+    assert line.endswith(f"+unix:///{line.split('+unix:///')[1].split('?')[0]}?socket={socket}'")
+    assert "$UID" not in line
     assert not Path("/tmp/never.save").exists()
+
+
+QEMU_XML = """\
+<domain type='qemu'>
+  <name>vm</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type>hvm</type></os>
+</domain>
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["start", "vm"], ["create", "-"], ["restore", "/tmp/never.save"]],
+    ids=["start", "create", "restore"],
+)
+def test_guests_are_not_started_in_process_on_qemu(tmp_path: Path, args: list[str]) -> None:
+    """They would die with the command; this refusal comes before any QEMU is started."""
+    env = cli_env(VIRTJOB_STATE_DIR=str(tmp_path))
+    result = run("-c", "qemu:///session", *args, stdin=QEMU_XML, env=env)
+    assert result.code == 2
+    line = one_line(result.err)
+    assert line.startswith(f"error: {args[0]} refused on qemu:///session: ")
+    assert "stop when this command exits" in line
+    assert "'virtjobd &'" in line
+    assert f"-c 'qemu+unix:///session?socket={tmp_path}/virtjobd.sock'" in line
+    assert result.out == ""
+    assert not (tmp_path / "qemu" / "logs" / "vm.log").exists()
+
+
+def test_the_rest_works_in_process_on_qemu(tmp_path: Path) -> None:
+    env = cli_env(VIRTJOB_STATE_DIR=str(tmp_path))
+
+    def qemu(*args: str, stdin: str | None = None) -> Result:
+        return run("-c", "qemu:///session", *args, stdin=stdin, env=env)
+
+    defined = qemu("define", "-", stdin=QEMU_XML)
+    assert defined.code == 0, defined.err
+    assert qemu("list", "--all", "--name").out == "vm\n"
+    assert json.loads(qemu("dominfo", "vm", "--json").out)["state"] == "shutoff"
+    assert "<name>vm</name>" in qemu("dumpxml", "vm").out
+    assert qemu("undefine", "vm").code == 0
+    assert qemu("list", "--all", "--name").out == ""
+
+
+@pytest.mark.parametrize("command", ["define", "create", "net-define", "net-create"])
+def test_an_empty_xml_path_asks_for_a_file(invoke: Invoke, command: str) -> None:
+    result = invoke(command, "")
+    assert result.code == 2
+    line = one_line(result.err)
+    assert "name an XML file, or '-' to read stdin" in line
+    assert "directory" not in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["job-info", ""],
+        ["job-wait", " "],
+        ["job-cancel", ""],
+        ["job-destroy", ""],
+        ["dominfo", ""],
+        ["net-info", ""],
+    ],
+)
+def test_an_empty_name_or_id_is_a_usage_error(args: list[str]) -> None:
+    result = run("-c", host_uri(), *args)
+    assert result.code == 2
+    assert "must not be empty" in one_line(result.err)
+
+
+@pytest.mark.parametrize("command", ["list", "net-list"])
+def test_all_and_inactive_exclude_each_other(command: str) -> None:
+    result = run("-c", host_uri(), command, "--all", "--inactive")
+    assert result.code == 2
+    line = one_line(result.err)
+    assert "--all and --inactive exclude each other" in line
+    assert result.out == ""
 
 
 def test_job_commands_on_unknown_ids(invoke: Invoke) -> None:
     for command in ("job-info", "job-wait", "job-cancel", "job-destroy"):
         result = invoke(command, "0123456789ab")
         assert result.code == 4, command
-        assert one_line(result.err).startswith("error: no job with id '0123456789ab'")
+        line = one_line(result.err)
+        assert line.startswith("error: no job with id '0123456789ab'")
+        # in-process: say why, and where such jobs live
+        assert "keeps no jobs between commands" in line
+        assert "live in a daemon" in line
+        assert "+unix:///" in line
     assert invoke("job-list", "--json").out.strip() == "[]"

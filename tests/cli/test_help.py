@@ -54,6 +54,14 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
     assert re.search(rf"^\s+.*virtjob .*\b{re.escape(command)}\b", example, re.MULTILINE)
 
 
+def test_restore_help_shows_an_example_that_works() -> None:
+    """In-process, `test` runs in every fresh process, so restore's example uses a daemon."""
+    result = CliRunner().invoke(cli, ["restore", "--help"])
+    example = result.output.split("Example", 1)[-1]
+    assert "VIRTJOB_DEFAULT_URI='test+unix:///default?socket=" in example
+    assert "virtjob save test /var/tmp/test.save && virtjob restore /var/tmp/test.save" in example
+
+
 def test_group_help_lists_exit_codes_and_the_default_uri() -> None:
     result = run("--help")
     assert result.code == 0

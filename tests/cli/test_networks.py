@@ -33,6 +33,8 @@ def test_network_life_cycle_in_one_process(invoke: Invoke, tmp_path: Path) -> No
     assert invoke("net-list", "--name").out == "default\n"
     assert invoke("net-list", "--all", "--name").out == "default\nlab\n"
     assert invoke("net-list", "--inactive", "--name").out == "lab\n"
+    assert json.loads(invoke("net-list", "--all", "--name", "--json").out) == ["default", "lab"]
+    assert json.loads(invoke("net-list", "--name", "--json").out) == ["default"]
     started = invoke("net-start", "lab")
     assert started.code == 0
     assert started.out.endswith("Network 'lab' started\n")

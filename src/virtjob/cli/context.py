@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,14 +50,36 @@ class App:
             self._conn.close()
             self._conn = None
 
+    def daemon_uri(self) -> str:
+        """This URI's host served by a ``virtjobd`` on its default socket, shell-quoted."""
+        from virtjob.drivers.remote.transport import default_socket
+
+        uri = parse_uri(self.uri)
+        return shlex.quote(f"{uri.driver}+unix://{uri.path}?socket={default_socket()}")
+
+    def daemon_hint(self) -> str:
+        """What to do instead of an in-process URI: start ``virtjobd``, use its default socket."""
+        return f"start the daemon with 'virtjobd &' and use -c {self.daemon_uri()}"
+
     def require_daemon(self, what: str) -> None:
         """Refuse `what` (e.g. ``--bg``) on an in-process driver, saying why and what to use."""
         if self.in_process:
-            uri = parse_uri(self.uri)
             raise CliError(
                 f"{what} needs a daemon: with {self.uri} the job runs inside this virtjob"
-                f" process and would die when it exits; start virtjobd and connect to it, e.g."
-                f" -c '{uri.driver}+unix://{uri.path}?socket=/run/user/$UID/virtjob.sock'",
+                f" process and would die when it exits; {self.daemon_hint()}",
+                ExitCode.USAGE,
+            )
+
+    def require_lasting_guests(self, command: str) -> None:
+        """Refuse to run a guest on an in-process QEMU host, where it dies with this command.
+
+        The simulated ``test:///`` guests are let be: they are for trying the tool.
+        """
+        uri = parse_uri(self.uri)
+        if uri.driver == "qemu" and not uri.is_remote:
+            raise CliError(
+                f"{command} refused on {self.uri}: the QEMU guest would run inside this"
+                f" virtjob process and stop when this command exits; {self.daemon_hint()}",
                 ExitCode.USAGE,
             )
 
@@ -69,6 +92,11 @@ def read_xml(path: str) -> tuple[str, str]:
 
     An unreadable file is a usage error (exit 2); a document that is not UTF-8 fails (exit 1).
     """
+    if not path.strip():
+        raise CliError(
+            f"no XML file given ({path!r}): name an XML file, or '-' to read stdin",
+            ExitCode.USAGE,
+        )
     source = "<stdin>" if path == "-" else path
     try:
         if path == "-":
@@ -133,3 +161,29 @@ def bg_option(func: F) -> F:
         help="Print the job id and return at once; the job runs on in the daemon"
         " (refused for in-process URIs such as test:///default).",
     )(func)
+
+
+def non_empty(lister: str) -> Callable[[click.Context, click.Parameter, str], str]:
+    """An argument callback refusing an empty name or id as a usage error (exit 2).
+
+    `lister` is the command that shows what exists, e.g. ``job-list``.
+    """
+
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        if not ctx.resilient_parsing and not value.strip():
+            raise click.BadParameter(
+                f"must not be empty; 'virtjob {lister}' shows what exists", ctx, param
+            )
+        return value
+
+    return check
+
+
+def exclusive_options(**flags: bool) -> None:
+    """Refuse more than one of `flags` (``--all``, ``--inactive``…) as a usage error."""
+    given = [f"--{name}" for name, on in flags.items() if on]
+    if len(given) > 1:
+        raise click.UsageError(
+            f"{' and '.join(given)} exclude each other; give one of them",
+            click.get_current_context(silent=True),
+        )

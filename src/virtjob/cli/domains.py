@@ -8,7 +8,16 @@ import os
 import click
 
 from virtjob.cli.completion import complete_domain
-from virtjob.cli.context import App, bg_option, json_option, pass_app, read_xml, xml_errors
+from virtjob.cli.context import (
+    App,
+    bg_option,
+    exclusive_options,
+    json_option,
+    non_empty,
+    pass_app,
+    read_xml,
+    xml_errors,
+)
 from virtjob.cli.jobrun import run_long
 from virtjob.cli.output import (
     domain_json,
@@ -21,7 +30,7 @@ from virtjob.cli.output import (
 from virtjob.domain import Domain, DomainInfo
 from virtjob.jobs import Job
 
-DOMAIN = click.argument("domain", shell_complete=complete_domain)
+DOMAIN = click.argument("domain", callback=non_empty("list --all"), shell_complete=complete_domain)
 XML_FILE = click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 TARGET = click.argument("file", type=click.Path(dir_okay=False))
 
@@ -38,8 +47,15 @@ def _domain_of(job: Job) -> Domain:
 
 @click.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Also list domains that are not running.")
-@click.option("--inactive", is_flag=True, help="List only domains that are not running.")
-@click.option("--name", "names_only", is_flag=True, help="Print only the names, one a line.")
+@click.option(
+    "--inactive", is_flag=True, help="List only domains that are not running (not with --all)."
+)
+@click.option(
+    "--name",
+    "names_only",
+    is_flag=True,
+    help="Print only the names, one a line (with --json: a JSON array of names).",
+)
 @json_option()
 @pass_app
 def list_domains(app: App, show_all: bool, inactive: bool, names_only: bool, as_json: bool) -> None:
@@ -50,12 +66,15 @@ def list_domains(app: App, show_all: bool, inactive: bool, names_only: bool, as_
       virtjob list --all
       virtjob list --json | jq -r '.[].name'
     """
+    exclusive_options(all=show_all, inactive=inactive)
     infos = _sorted([dom.info() for dom in app.conn.list_domains()])
     if inactive:
         infos = [i for i in infos if not i.state.active]
     elif not show_all:
         infos = [i for i in infos if i.state.active]
-    if as_json:
+    if as_json and names_only:
+        echo_json([i.name for i in infos])
+    elif as_json:
         echo_json([domain_json(i) for i in infos])
     elif names_only:
         for info in infos:
@@ -151,6 +170,7 @@ def create(app: App, file: str, background: bool, as_json: bool) -> None:
     Example:
       virtjob create web.xml
     """
+    app.require_lasting_guests("create")
     source, xml = read_xml(file)
 
     def start() -> Job:
@@ -178,6 +198,7 @@ def start(app: App, domain: str, background: bool, as_json: bool) -> None:
     Example:
       virtjob start web
     """
+    app.require_lasting_guests("start")
     dom = app.conn.lookup_domain(domain)
     run_long(
         app,
@@ -264,10 +285,15 @@ def save(app: App, domain: str, file: str, background: bool, as_json: bool) -> N
 def restore(app: App, file: str, background: bool, as_json: bool) -> None:
     """Restore a domain from a save FILE and run it again, with progress.
 
+    The domain must not exist or be shut off: on an in-process URI such as test:///default,
+    where 'test' runs in every fresh process, save and restore in one daemon instead.
+
     \b
-    Example:
-      virtjob restore /var/tmp/test.save
+    Example (with virtjobd running, see docs/daemon.md):
+      export VIRTJOB_DEFAULT_URI='test+unix:///default?socket=/tmp/vj.sock'
+      virtjob save test /var/tmp/test.save && virtjob restore /var/tmp/test.save
     """
+    app.require_lasting_guests("restore")
     path = os.path.abspath(file)
     run_long(
         app,

@@ -1,20 +1,26 @@
 """Running a long command: return at once (``--bg``) or follow the job to its end and report.
 
-Ctrl-C while following cancels the job, waits for it to stop and says so; a second Ctrl-C
-stops waiting and leaves the job to itself.
+While following, Ctrl-C (SIGINT), SIGTERM and SIGHUP cancel the job, wait for it to stop and
+say so; a second one stops waiting and leaves the job to itself. Once the job has ended they
+are ignored, so that what the command reports and its exit code stay those of the job. When
+stdout's reader goes away (``virtjob save … | head -1``), the progress stops but the job is
+followed to its end all the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 
 import click
 
 from virtjob.cli.context import App
 from virtjob.cli.output import CliError, ExitCode, echo_json, exit_code_for, job_json
-from virtjob.cli.progress import Display, Follower, make_display
+from virtjob.cli.progress import Display, Follower, make_display, silence_stdout, stdout_gone
 from virtjob.errors import NoDomainError, NoJobError, NoNetworkError, VirtError
 from virtjob.jobs import Job, JobInfo, JobKind, JobState
 
@@ -24,23 +30,152 @@ _DOMAIN_SUBJECT = frozenset(
 _NETWORK_SUBJECT = frozenset({JobKind.NETWORK_CREATE, JobKind.NETWORK_START})
 WAKE = 0.2
 
+_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
-def _pump(follower: Follower, display: Display, deadline: float | None) -> JobInfo | None:
-    """Feed snapshots to `display` until the final one (returned) or the deadline (None).
 
-    Wakes at least every `WAKE` seconds: a SIGINT delivered to another thread only raises
-    KeyboardInterrupt here once this thread runs again.
+class Interrupted(KeyboardInterrupt):
+    """A signal that interrupts following a job: SIGINT (Ctrl-C), SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def label(self) -> str:
+        """``Ctrl-C``, ``SIGTERM`` or ``SIGHUP``."""
+        return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+
+
+def _label(exc: KeyboardInterrupt) -> str:
+    return exc.label if isinstance(exc, Interrupted) else "Ctrl-C"
+
+
+class JobSignals:
+    """The handlers of SIGINT, SIGTERM and SIGHUP while a command follows a job.
+
+    `arm` installs them (in the main thread only, and not over a signal the process was
+    started with ignored, as ``nohup`` or a background job does): each signal then raises
+    `Interrupted` in the main thread, but only where that is safe: at once while it waits for
+    the next snapshot in `wait` (a C-level queue), else at its next `wait` or `check`, so that
+    the exception never lands inside a lock held by rich or the job driver.
+
+    `disarm` (from any thread, the moment the job is seen to end) makes them ignore signals;
+    `ignore` (from the main thread, once following is over) then sets them to SIG_IGN, which
+    is how they stay until `restore` puts back the previous handlers. The ``virtjob`` process
+    never restores them: it exits once it has reported the job, and SIG_IGN, unlike a Python
+    handler, outlasts the interpreter's finalization.
     """
-    while True:
-        timeout = WAKE if deadline is None else min(WAKE, deadline - time.monotonic())
-        if timeout <= 0:
-            return None
-        info = follower.get(timeout)
-        if info is None:
-            continue
-        display.update(info)
-        if info.state.terminal:
-            return info
+
+    NUMBERS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, _Handler] = {}
+        self._armed = False
+        self._interruptible = False
+        self._pending: list[int] = []
+
+    def arm(self) -> None:
+        """Make the signals raise `Interrupted` in the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self.NUMBERS:
+            if signum in self._previous:
+                continue
+            previous = signal.getsignal(signum)
+            if previous == signal.SIG_IGN:
+                continue
+            self._previous[signum] = previous
+            signal.signal(signum, self._handle)
+        self._pending.clear()
+        self._armed = True
+
+    def wait(self, follower: Follower, timeout: float) -> JobInfo | None:
+        """`follower.get(timeout)`, during which a signal raises `Interrupted` at once."""
+        self.check()
+        self._interruptible = True
+        try:
+            return follower.get(timeout)
+        finally:
+            self._interruptible = False
+
+    def check(self) -> None:
+        """Raise `Interrupted` for a signal that came while the main thread was busy."""
+        if self._armed and self._pending:
+            raise Interrupted(self._pending.pop(0))
+
+    def disarm(self) -> None:
+        """Ignore the signals from now on (safe from any thread: it only flips a flag)."""
+        self._armed = False
+
+    def ignore(self) -> None:
+        """Set the signals `arm` took over to SIG_IGN (main thread only)."""
+        self._armed = False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self._previous:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        """Put back the handlers `arm` replaced."""
+        self._armed = False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if not self._armed:
+            return
+        if self._interruptible:
+            self._interruptible = False
+            raise Interrupted(signum)
+        self._pending.append(signum)
+
+
+SIGNALS = JobSignals()
+
+
+class _Pump:
+    """Feeds a follower's snapshots to a display; stops showing them once stdout is gone."""
+
+    def __init__(self, follower: Follower, display: Display) -> None:
+        self.follower = follower
+        self.display = display
+        self.showing = True
+
+    def run(self, deadline: float | None) -> JobInfo | None:
+        """Show snapshots until the final one (returned) or the deadline (None).
+
+        Wakes at least every `WAKE` seconds: a signal delivered to another thread only raises
+        `Interrupted` here once this thread runs again (see `JobSignals`).
+        """
+        while True:
+            timeout = WAKE if deadline is None else min(WAKE, deadline - time.monotonic())
+            if timeout <= 0:
+                return None
+            info = SIGNALS.wait(self.follower, timeout)
+            if info is None:
+                continue
+            if self.showing:
+                try:
+                    self.display.update(info)
+                except OSError as exc:
+                    if not stdout_gone(exc):
+                        raise
+                    self.stdout_gone()
+            if info.state.terminal:
+                return info
+
+    def stdout_gone(self) -> None:
+        """Stop showing progress; what is still written to stdout goes nowhere."""
+        self.showing = False
+        silence_stdout()
+
+    def note(self, text: str) -> None:
+        """Show `text` (on stderr, or above the bar), if anyone is still reading."""
+        with contextlib.suppress(OSError):
+            self.display.note(text)
 
 
 def _detached(app: App, job: Job) -> CliError:
@@ -59,40 +194,74 @@ def follow(
 ) -> JobInfo:
     """Show `job` on `display` until it ends; return its final info.
 
-    Ctrl-C cancels the job (unless `cancel` is False) and keeps following it until it stops;
-    a second Ctrl-C raises an `INTERRUPTED` error. When `timeout` seconds pass first, raises a
-    `TIMEOUT` error (the job goes on).
+    Ctrl-C, SIGTERM or SIGHUP cancels the job (unless `cancel` is False) and keeps following
+    it until it stops; a second one raises an `INTERRUPTED` error. Once the job has ended or
+    following is over, those signals are ignored (see `JobSignals`). When `timeout` seconds
+    pass first, raises a `TIMEOUT` error (the job goes on). A broken stdout stops the
+    progress, not the following.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    follower = Follower(job)
-    with display:
-        try:
-            info = _pump(follower, display, deadline)
-        except KeyboardInterrupt:
-            if not cancel:
-                raise _detached(app, job) from None
-            info = None
-        else:
-            if info is None:
-                state = job.info().state
-                raise CliError(
-                    f"job {job.id} is still {state} after {timeout:g} s; it goes on:"
-                    f" wait again with 'virtjob job-wait {job.id}' or cancel it with"
-                    f" 'virtjob job-cancel {job.id}'",
-                    ExitCode.TIMEOUT,
-                )
-            return info
-        try:
-            display.note(
-                f"Ctrl-C: cancelling job {job.id} ({job.kind} of {job.subject!r}) and waiting"
-                f" for it to stop; press Ctrl-C again to stop waiting"
-            )
-            job.cancel()
-            final = _pump(follower, display, None)
-        except KeyboardInterrupt:
-            raise _detached(app, job) from None
+    SIGNALS.arm()
+    try:
+        pump = _Pump(Follower(job, on_final=SIGNALS.disarm), display)
+        return _follow(app, job, pump, deadline, timeout, cancel)
+    finally:
+        SIGNALS.ignore()
+
+
+def _finish(pump: _Pump) -> JobInfo:
+    """Show the rest of the snapshots of a job that has ended; return the final one."""
+    final = pump.run(None)
     assert final is not None
     return final
+
+
+def _follow(
+    app: App,
+    job: Job,
+    pump: _Pump,
+    deadline: float | None,
+    timeout: float | None,
+    cancel: bool,
+) -> JobInfo:
+    try:
+        with pump.display:
+            try:
+                info = pump.run(deadline)
+            except KeyboardInterrupt as exc:
+                if pump.follower.final is not None:  # came as the job ended: too late to matter
+                    return _finish(pump)
+                if not cancel:
+                    raise _detached(app, job) from None
+                signame = _label(exc)
+            else:
+                if info is None:
+                    state = job.info().state
+                    raise CliError(
+                        f"job {job.id} is still {state} after {timeout:g} s; it goes on:"
+                        f" wait again with 'virtjob job-wait {job.id}' or cancel it with"
+                        f" 'virtjob job-cancel {job.id}'",
+                        ExitCode.TIMEOUT,
+                    )
+                return info
+            try:
+                pump.note(
+                    f"{signame}: cancelling job {job.id} ({job.kind} of {job.subject!r}) and"
+                    f" waiting for it to stop; press Ctrl-C again to stop waiting"
+                )
+                job.cancel()
+                final = pump.run(None)
+            except KeyboardInterrupt:
+                if pump.follower.final is not None:
+                    return _finish(pump)
+                raise _detached(app, job) from None
+            assert final is not None
+            return final
+    except OSError as exc:  # the display's last refresh, on a terminal that hung up
+        if not stdout_gone(exc) or pump.follower.final is None:
+            raise
+        silence_stdout()
+        return pump.follower.final
 
 
 def subject_state(app: App, job: Job) -> str | None:

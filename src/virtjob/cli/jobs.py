@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from virtjob.cli.completion import complete_job
-from virtjob.cli.context import App, json_option, pass_app
+from virtjob.cli.context import App, json_option, non_empty, pass_app
 from virtjob.cli.jobrun import conclude, follow
 from virtjob.cli.output import (
+    CliError,
+    ExitCode,
     echo_fields,
     echo_json,
     echo_table,
@@ -18,9 +20,27 @@ from virtjob.cli.output import (
     yes_no,
 )
 from virtjob.cli.progress import make_display
+from virtjob.errors import NoJobError
 from virtjob.jobs import Job, JobInfo, JobState
 
-JOB_ID = click.argument("job_id", metavar="ID", shell_complete=complete_job)
+JOB_ID = click.argument(
+    "job_id", metavar="ID", callback=non_empty("job-list"), shell_complete=complete_job
+)
+
+
+def _lookup(app: App, job_id: str) -> Job:
+    """The job `job_id`; on an in-process host, a miss also says where jobs live."""
+    try:
+        return app.conn.lookup_job(job_id)
+    except NoJobError as exc:
+        if not app.in_process:
+            raise
+        raise CliError(
+            f"{exc.message}; an in-process host ({app.uri}) keeps no jobs between commands:"
+            f" jobs started with --bg or by another command live in a daemon; use its URI,"
+            f" e.g. -c {app.daemon_uri()}",
+            ExitCode.NOT_FOUND,
+        ) from exc
 
 
 def _what(job: Job) -> str:
@@ -79,7 +99,7 @@ def job_info(app: App, job_id: str, as_json: bool) -> None:
     Example:
       virtjob job-info 0709b89a8e31 --json
     """
-    job = app.conn.lookup_job(job_id)
+    job = _lookup(app, job_id)
     info = job.info()
     if as_json:
         echo_json(job_json(job, info))
@@ -115,13 +135,22 @@ def job_cancel(app: App, job_id: str) -> None:
     Example:
       virtjob job-cancel 0709b89a8e31 && virtjob job-wait 0709b89a8e31
     """
-    job = app.conn.lookup_job(job_id)
+    job = _lookup(app, job_id)
+    before = job.info().state
+    if before.terminal:
+        click.echo(f"Job {job.id} ({_what(job)}) had already ended ({before}); nothing to cancel")
+        return
     job.cancel()
     state = job.info().state
-    if state.terminal and state is not JobState.CANCELLED:
-        click.echo(f"Job {job.id} ({_what(job)}) had already {state}; nothing to cancel")
+    if state is JobState.CANCELLED:
+        click.echo(f"Job {job.id} ({_what(job)}) cancelled")
+    elif state.terminal:
+        click.echo(f"Job {job.id} ({_what(job)}) ended ({state}) before it could be cancelled")
     else:
-        click.echo(f"Cancellation of job {job.id} ({_what(job)}) requested")
+        click.echo(
+            f"Cancellation of job {job.id} ({_what(job)}) requested;"
+            f" 'virtjob job-wait {job.id}' follows it to its end"
+        )
 
 
 @click.command("job-wait")
@@ -152,7 +181,7 @@ def job_wait(
     Example:
       virtjob job-wait 0709b89a8e31 --timeout 60
     """
-    job = app.conn.lookup_job(job_id)
+    job = _lookup(app, job_id)
     info = follow(app, job, make_display(job, quiet=as_json), timeout=timeout, cancel=not no_cancel)
     conclude(
         app,
@@ -174,7 +203,7 @@ def job_destroy(app: App, job_id: str) -> None:
     Example:
       virtjob job-destroy 0709b89a8e31
     """
-    job = app.conn.lookup_job(job_id)
+    job = _lookup(app, job_id)
     job.destroy()
     click.echo(f"Job {job.id} ({_what(job)}) destroyed")
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
-import os
-import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 import virtjob
 from virtjob.cli import completion, domains, jobs, networks
 from virtjob.cli.context import App
+from virtjob.cli.jobrun import SIGNALS
 from virtjob.cli.output import CliError, ExitCode, exit_code_for
+from virtjob.cli.progress import silence_stdout
 from virtjob.errors import InvalidArgError, VirtError
 from virtjob.uri import DEFAULT_URI, URI_ENV, parse_uri
 
@@ -30,8 +32,26 @@ Run 'virtjob COMMAND --help' for a command's options and an example.
 class VirtjobGroup(click.Group):
     """A click group that reports every failure as one line on stderr with its exit code."""
 
-    def run(self, args: Sequence[str] | None = None, prog_name: str = "virtjob") -> int:
-        """Run the command line `args` and return the exit code (never raises, bar SystemExit)."""
+    def run(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str = "virtjob",
+        *,
+        restore_signals: bool = True,
+    ) -> int:
+        """Run the command line `args` and return the exit code (never raises, bar SystemExit).
+
+        Following a job takes over SIGINT, SIGTERM and SIGHUP and ignores them once the job has
+        ended; they are given back at the end unless `restore_signals` is False, as for the
+        ``virtjob`` process itself, which exits next: a late Ctrl-C must not change its status.
+        """
+        try:
+            return self._run(args, prog_name)
+        finally:
+            if restore_signals:
+                SIGNALS.restore()
+
+    def _run(self, args: Sequence[str] | None, prog_name: str) -> int:
         try:
             result = self.main(args, prog_name, standalone_mode=False)
         except click.exceptions.NoArgsIsHelpError as exc:  # plain "virtjob": the help
@@ -40,7 +60,8 @@ class VirtjobGroup(click.Group):
         except click.UsageError as exc:
             return _usage_error(exc)
         except click.ClickException as exc:
-            exc.show()
+            with contextlib.suppress(OSError):  # stderr gone too (the terminal hung up)
+                exc.show()
             return exc.exit_code
         except click.Abort:  # Ctrl-C outside a job wait, or EOF on a prompt
             click.echo("interrupted", err=True)
@@ -48,7 +69,7 @@ class VirtjobGroup(click.Group):
         except OSError as exc:
             if exc.errno != errno.EPIPE:
                 raise
-            _silence_stdout()  # the reader went away (virtjob list | head): not an error
+            silence_stdout()  # the reader went away (virtjob list | head): not an error
             return ExitCode.OK
         return result if isinstance(result, int) else ExitCode.OK
 
@@ -81,11 +102,6 @@ def _usage_error(exc: click.UsageError) -> int:
     return exc.exit_code
 
 
-def _silence_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-
-
 def _trace_if_debug(ctx: click.Context) -> None:
     app = ctx.find_object(App)
     if app is not None and app.debug:
@@ -97,6 +113,12 @@ def _check_uri(ctx: click.Context, param: click.Parameter, value: str | None) ->
         try:
             parse_uri(value)
         except InvalidArgError as exc:
+            if ctx.get_parameter_source("uri") is ParameterSource.ENVIRONMENT:
+                raise click.UsageError(
+                    f"${URI_ENV} is not a valid URI: {exc.message}; fix or unset it, or pass"
+                    f" -c URI",
+                    ctx,
+                ) from None
             raise click.BadParameter(exc.message, ctx, param) from None
     return value
 
@@ -137,5 +159,9 @@ for _command in (*domains.COMMANDS, *networks.COMMANDS, *jobs.COMMANDS, completi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run virtjob with `argv` (default: ``sys.argv[1:]``) and return its exit code."""
-    return cli.run(argv)
+    """Run virtjob with `argv` (default: ``sys.argv[1:]``) and return its exit code.
+
+    The entry point of the ``virtjob`` process, to be exited with the code: once a followed job
+    has ended, SIGINT, SIGTERM and SIGHUP stay ignored (see `JobSignals`).
+    """
+    return cli.run(argv, restore_signals=False)

@@ -6,13 +6,24 @@ from __future__ import annotations
 import click
 
 from virtjob.cli.completion import complete_network
-from virtjob.cli.context import App, bg_option, json_option, pass_app, read_xml, xml_errors
+from virtjob.cli.context import (
+    App,
+    bg_option,
+    exclusive_options,
+    json_option,
+    non_empty,
+    pass_app,
+    read_xml,
+    xml_errors,
+)
 from virtjob.cli.jobrun import run_long
 from virtjob.cli.output import echo_fields, echo_json, echo_table, network_json, yes_no
 from virtjob.jobs import Job
 from virtjob.network import Network, NetworkInfo
 
-NETWORK = click.argument("network", shell_complete=complete_network)
+NETWORK = click.argument(
+    "network", callback=non_empty("net-list --all"), shell_complete=complete_network
+)
 XML_FILE = click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 JOB_JSON_HELP = "Print the job as JSON (see docs/cli.md) instead of progress and messages."
 
@@ -28,8 +39,13 @@ def _network_of(job: Job) -> Network:
 
 @click.command("net-list")
 @click.option("--all", "show_all", is_flag=True, help="Also list inactive networks.")
-@click.option("--inactive", is_flag=True, help="List only inactive networks.")
-@click.option("--name", "names_only", is_flag=True, help="Print only the names, one a line.")
+@click.option("--inactive", is_flag=True, help="List only inactive networks (not with --all).")
+@click.option(
+    "--name",
+    "names_only",
+    is_flag=True,
+    help="Print only the names, one a line (with --json: a JSON array of names).",
+)
 @json_option()
 @pass_app
 def net_list(app: App, show_all: bool, inactive: bool, names_only: bool, as_json: bool) -> None:
@@ -39,12 +55,15 @@ def net_list(app: App, show_all: bool, inactive: bool, names_only: bool, as_json
     Example:
       virtjob net-list --all
     """
+    exclusive_options(all=show_all, inactive=inactive)
     infos = sorted((net.info() for net in app.conn.list_networks()), key=lambda i: i.name)
     if inactive:
         infos = [i for i in infos if not i.active]
     elif not show_all:
         infos = [i for i in infos if i.active]
-    if as_json:
+    if as_json and names_only:
+        echo_json([i.name for i in infos])
+    elif as_json:
         echo_json([network_json(i) for i in infos])
     elif names_only:
         for info in infos:

@@ -6,12 +6,14 @@ a thread so the main thread stays free to time out and to take Ctrl-C.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
@@ -37,29 +39,63 @@ _STATE_STYLE = {
 }
 
 
-class Follower:
-    """Runs ``job.watch()`` in a daemon thread and hands its snapshots over through a queue."""
+def stdout_gone(exc: OSError) -> bool:
+    """True when `exc` says the reader of our output went away (a closed pipe, a hung-up tty)."""
+    return exc.errno in (errno.EPIPE, errno.EIO)
 
-    def __init__(self, job: Job, interval: float = 0.1) -> None:
+
+def silence_stdout() -> None:
+    """Send whatever is still written to stdout to /dev/null (its reader has gone)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+class Follower:
+    """Runs ``job.watch()`` in a daemon thread and hands its snapshots over through a queue.
+
+    `final` is the job's final snapshot as soon as the watching thread has seen it, whatever
+    the main thread has taken from the queue; `on_final` is called (in that thread) then.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        interval: float = 0.1,
+        on_final: Callable[[], None] | None = None,
+    ) -> None:
         self._job = job
         self._interval = interval
-        self._queue: queue.Queue[JobInfo | BaseException] = queue.Queue()
+        self._on_final = on_final
+        self.final: JobInfo | None = None
+        # SimpleQueue.get is C code: a signal handler raising while it blocks leaks no lock.
+        self._queue: queue.SimpleQueue[JobInfo | BaseException] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"watch-{job.id}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             for info in self._job.watch(self._interval):
+                if info.state.terminal:
+                    self.final = info
+                    if self._on_final is not None:
+                        self._on_final()
                 self._queue.put(info)
         except BaseException as exc:  # handed to the main thread, which raises it
             self._queue.put(exc)
 
     def get(self, timeout: float | None) -> JobInfo | None:
-        """Return the next snapshot, or None after `timeout` seconds; re-raise a watch error."""
+        """Return the next snapshot, or None after `timeout` seconds; re-raise a watch error.
+
+        Once the queue is drained and the job has ended, returns the final snapshot (again):
+        a signal may have interrupted the main thread just after it took that one.
+        """
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
-            return None
+            return self.final
         if isinstance(item, BaseException):
             raise item
         return item
