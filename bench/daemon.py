@@ -186,7 +186,7 @@ def event_latency(cfg: Config) -> Iterator[Pair]:
     from virtjob.drivers.remote import RemoteDriver
     from virtjob.jobs import JobContext, JobKind, LocalJobDriver
 
-    seconds = cfg.pick(2.0, 1.0)
+    seconds = cfg.pick(2.0, 0.4)
     with _daemon() as (sock, files):
         conn = virtjob.open(f"test+unix:///lat?socket={sock}&rate={int((512 << 20) / seconds)}")
         driver = conn.driver

@@ -50,9 +50,9 @@ def _close(driver: LocalJobDriver) -> None:
         raise RuntimeError(f"{driver!r} did not close within {CLOSE_TIMEOUT} s")
 
 
-def _check_size(cfg: Config, n: int) -> None:
-    if cfg.quick and n > QUICK_LIMIT:
-        raise Skip(f"{n:,} jobs: full run only (--quick stops at {QUICK_LIMIT:,})")
+def _check_size(cfg: Config, n: int, limit: int = QUICK_LIMIT) -> None:
+    if cfg.quick and n > limit:
+        raise Skip(f"{n:,} jobs: full run only (--quick stops at {limit:,})")
 
 
 def _trivial_worker(_ctx: JobContext) -> None:
@@ -256,9 +256,13 @@ def _retained(make: Callable[[], object], n: int) -> float:
     return (after - before) / n
 
 
+QUICK_MEMORY_LIMIT = 1_000
+"""Memory rows are slow under tracemalloc: --quick measures only the smallest size."""
+
+
 def _memory(n: int) -> Callable[[Config], Iterator[Pair]]:
     def setup(cfg: Config) -> Iterator[Pair]:
-        _check_size(cfg, n)
+        _check_size(cfg, n, QUICK_MEMORY_LIMIT)
 
         def ours() -> float:
             driver = LocalJobDriver(max_jobs=8)
