@@ -1,7 +1,7 @@
 """Scaling benchmarks: how the engine's costs grow with the number of jobs one driver holds.
 
 One row per size, so the table shows the growth (the sizes are 1k, 10k and 100k finished jobs;
-``--quick`` stops at 10k and lists the 100k rows as skipped):
+``--quick`` stops at 10k, and at 1k for the slow memory rows, listing the others as skipped):
 
 - ``scaling.list_jobs@N``: `LocalJobDriver.list_jobs()` with N finished jobs vs listing a plain
   dict of N small frozen dataclasses under a lock, wrapped into handles.
