@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Protocol, TypeVar
 
-from virtjob.errors import OperationInvalidError
+from virtjob.errors import OperationInvalidError, VirtError
 from virtjob.jobs import LocalJobDriver
 
 
@@ -52,6 +52,24 @@ def find(table: Mapping[uuid.UUID, H], key: str) -> H | None:
         if item.config.name == key or (wanted is not None and item.config.uuid == wanted):
             return item
     return None
+
+
+def lookup(
+    table: Mapping[uuid.UUID, H], key: str, what: str, where: str, error: type[VirtError]
+) -> H:
+    """The object in `table` named `key` or with UUID `key`; else `error` saying where."""
+    found = find(table, key)
+    if found is None:
+        raise error(f"no {what} {key!r} on {where}; list {what}s to see what exists")
+    return found
+
+
+def by_ref(table: Mapping[uuid.UUID, H], ref: Identity, what: str, error: type[VirtError]) -> H:
+    """The object `ref` identifies; `error` if it has gone since the ref was taken."""
+    found = table.get(ref.uuid)
+    if found is None:
+        raise error(f"{what} {ref.name!r} ({ref.uuid}) no longer exists")
+    return found
 
 
 def check_clash(

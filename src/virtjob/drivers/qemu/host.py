@@ -114,20 +114,12 @@ class QemuHost:
 
     def find_domain(self, key: str) -> QemuDomain:
         """The domain named `key` or with UUID `key`; `NoDomainError` if none."""
-        found = objects.find(self.domains, key)
-        if found is None:
-            raise NoDomainError(
-                f"no domain {key!r} on qemu:///session ({self.state_dir});"
-                f" list domains to see what exists"
-            )
-        return found
+        where = f"qemu:///session ({self.state_dir})"
+        return objects.lookup(self.domains, key, "domain", where, NoDomainError)
 
     def domain(self, ref: DomainRef) -> QemuDomain:
         """The domain `ref` names; `NoDomainError` if it has gone."""
-        found = self.domains.get(ref.uuid)
-        if found is None:
-            raise NoDomainError(f"domain {ref.name!r} ({ref.uuid}) no longer exists")
-        return found
+        return objects.by_ref(self.domains, ref, "domain", NoDomainError)
 
     def check_clash(self, config: DomainConfig, allow: QemuDomain | None = None) -> None:
         """Refuse `config` if another domain (not `allow`) has its name or UUID."""

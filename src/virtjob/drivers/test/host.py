@@ -118,19 +118,11 @@ class TestHost:
 
     def find_domain(self, key: str) -> TestDomain:
         """The domain named `key` or with UUID `key`; `NoDomainError` if none."""
-        found = objects.find(self.domains, key)
-        if found is None:
-            raise NoDomainError(
-                f"no domain {key!r} on test:///{self.name}; list domains to see what exists"
-            )
-        return found
+        return objects.lookup(self.domains, key, "domain", f"test:///{self.name}", NoDomainError)
 
     def domain(self, ref: DomainRef) -> TestDomain:
         """The domain `ref` names; `NoDomainError` if it has gone."""
-        found = self.domains.get(ref.uuid)
-        if found is None:
-            raise NoDomainError(f"domain {ref.name!r} ({ref.uuid}) no longer exists")
-        return found
+        return objects.by_ref(self.domains, ref, "domain", NoDomainError)
 
     def check_domain_clash(self, config: DomainConfig, allow: TestDomain | None = None) -> None:
         """Refuse `config` if another domain (not `allow`) has its name or UUID."""
@@ -140,19 +132,11 @@ class TestHost:
 
     def find_network(self, key: str) -> TestNetwork:
         """The network named `key` or with UUID `key`; `NoNetworkError` if none."""
-        found = objects.find(self.networks, key)
-        if found is None:
-            raise NoNetworkError(
-                f"no network {key!r} on test:///{self.name}; list networks to see what exists"
-            )
-        return found
+        return objects.lookup(self.networks, key, "network", f"test:///{self.name}", NoNetworkError)
 
     def network(self, ref: NetworkRef) -> TestNetwork:
         """The network `ref` names; `NoNetworkError` if it has gone."""
-        found = self.networks.get(ref.uuid)
-        if found is None:
-            raise NoNetworkError(f"network {ref.name!r} ({ref.uuid}) no longer exists")
-        return found
+        return objects.by_ref(self.networks, ref, "network", NoNetworkError)
 
     def check_network_clash(self, config: NetworkConfig, allow: TestNetwork | None = None) -> None:
         """Refuse `config` if another network (not `allow`) has its name or UUID."""
