@@ -92,6 +92,23 @@ class Capabilities:
         return kind in self.job_kinds
 
 
+@dataclass(frozen=True, slots=True)
+class Confinement:
+    """What a host may touch on behalf of clients it does not trust (set by virtjobd).
+
+    `dirs`: save, restore and dump files, and a domain's disk images, must lie beneath one of
+    these directories (resolved, absolute), checked race-free when the job opens them.
+    `excluded`: paths beneath `dirs` that are never valid (the daemon's own state directory).
+    `emulators`: the emulator binaries a domain may name (empty: only the driver's default).
+    `qemu_args`: whether ``<qemu:commandline>`` extra arguments are allowed.
+    """
+
+    dirs: tuple[str, ...]
+    excluded: tuple[str, ...] = ()
+    emulators: tuple[str, ...] = ()
+    qemu_args: bool = False
+
+
 class Driver(Protocol):
     """Operations on one host. Every method raises a `VirtError` subclass on failure.
 
@@ -104,6 +121,14 @@ class Driver(Protocol):
 
     def close(self) -> None:
         """Release what this connection holds (the host and its jobs live on)."""
+        ...
+
+    def confine(self, confinement: Confinement) -> None:
+        """Restrict, for the whole host, what its jobs and domains may touch (see `Confinement`).
+
+        Called by virtjobd right after it opens a host; a driver that cannot confine raises
+        `NoSupportError`. Without a call the host is unconfined (the caller's own rights).
+        """
         ...
 
     def capabilities(self) -> Capabilities:

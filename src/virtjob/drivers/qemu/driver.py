@@ -9,6 +9,7 @@ from virtjob.config import format_domain_xml, parse_domain_xml
 from virtjob.drivers import objects
 from virtjob.drivers.base import (
     Capabilities,
+    Confinement,
     DomainInfo,
     DomainRef,
     DomainState,
@@ -52,6 +53,10 @@ class QemuDriver:
 
     def close(self) -> None:
         """Nothing to release: the host, its guests and its jobs outlive connections."""
+
+    def confine(self, confinement: Confinement) -> None:
+        """Keep this host's files, disk images, emulators and QEMU arguments to `confinement`."""
+        self.host.confinement = confinement
 
     def capabilities(self) -> Capabilities:
         """The five domain job variants; no networks."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers import objects
-from virtjob.drivers.base import DomainRef, DomainState
+from virtjob.drivers.base import Confinement, DomainRef, DomainState
 from virtjob.drivers.qemu.command import build_argv, find_emulator
 from virtjob.drivers.qemu.monitor import EventLoopThread
 from virtjob.drivers.qemu.process import Launcher, QemuProcess
@@ -73,6 +73,8 @@ class QemuHost:
         for directory in (self.definitions, self.logs):
             os.makedirs(directory, mode=0o700, exist_ok=True)
         self.lock = threading.RLock()
+        self.confinement: Confinement | None = None
+        """What jobs and guests may touch; None leaves them unconfined (`Driver.confine`)."""
         self.domains: dict[uuid.UUID, QemuDomain] = {}
         self.jobs = LocalJobDriver(MAX_JOBS)
         self.loop = EventLoopThread(f"virtjob-qmp-{os.path.basename(state_dir)}")

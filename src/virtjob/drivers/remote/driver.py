@@ -14,12 +14,13 @@ from typing import Any
 
 from virtjob.drivers.base import (
     Capabilities,
+    Confinement,
     DomainInfo,
     DomainRef,
     NetworkInfo,
     NetworkRef,
 )
-from virtjob.errors import InvalidArgError, NoJobError
+from virtjob.errors import InvalidArgError, NoJobError, NoSupportError
 from virtjob.jobs import Job
 from virtjob.uri import ConnectURI
 
@@ -73,6 +74,13 @@ class RemoteDriver:
         """Close the connection to the daemon (the host and its jobs live on there)."""
         self.jobs.close()
         self._transport.close()
+
+    def confine(self, confinement: Confinement) -> None:  # noqa: ARG002 - refused whatever it is
+        """A remote host is confined by its own daemon: always `NoSupportError`."""
+        raise NoSupportError(
+            f"{self.uri} is served by virtjobd, which confines its own hosts; confine a local"
+            f" driver instead"
+        )
 
     def capabilities(self) -> Capabilities:
         """What the hosted driver offers (asked once, when connecting)."""

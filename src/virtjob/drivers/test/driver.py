@@ -11,6 +11,7 @@ from virtjob.config import (
 from virtjob.drivers import objects
 from virtjob.drivers.base import (
     Capabilities,
+    Confinement,
     DomainInfo,
     DomainRef,
     DomainState,
@@ -48,6 +49,10 @@ class TestDriver:
 
     def close(self) -> None:
         """Nothing to release: the host and its jobs outlive connections."""
+
+    def confine(self, confinement: Confinement) -> None:
+        """Keep this host's save, restore and dump files inside `confinement.dirs`."""
+        self.host.confinement = confinement
 
     def capabilities(self) -> Capabilities:
         """The test driver runs all seven job variants and has networks."""

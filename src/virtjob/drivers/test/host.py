@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from virtjob.config import DomainConfig, NetworkConfig, parse_domain_xml, parse_network_xml
 from virtjob.drivers import objects
-from virtjob.drivers.base import DomainRef, DomainState, NetworkRef
+from virtjob.drivers.base import Confinement, DomainRef, DomainState, NetworkRef
 from virtjob.errors import NoDomainError, NoNetworkError, OperationInvalidError
 from virtjob.jobs import LocalJobDriver
 
@@ -91,6 +91,8 @@ class TestHost:
     networks: dict[uuid.UUID, TestNetwork] = field(default_factory=dict)
     jobs: LocalJobDriver = field(default_factory=lambda: LocalJobDriver(MAX_JOBS))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    confinement: Confinement | None = None
+    """Where jobs may read and write files; None leaves them unconfined (see `Driver.confine`)."""
 
     def __post_init__(self) -> None:
         domain = TestDomain(parse_domain_xml(DEFAULT_DOMAIN_XML), persistent=True)
