@@ -9,7 +9,46 @@ import pytest
 
 import virtjob
 
+from .system_guard import SYSTEM_CANARIES, Canaries
+
 _hosts = itertools.count(1)
+_canaries = Canaries(SYSTEM_CANARIES)
+_damage: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _system_paths_untouched() -> Iterator[None]:
+    """Fail the test that changed a system path (e.g. a save onto /dev/null), and repair it."""
+    global _canaries  # noqa: PLW0603 - the one baseline of the run, renewed after a repair
+    yield
+    changed = _canaries.changed()
+    if changed:
+        _damage.extend(changed)
+        _canaries.restore()
+        _canaries = Canaries(SYSTEM_CANARIES)
+        pytest.fail("this test changed system paths: " + "; ".join(changed), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any system path changed, even outside a test (a fixture's teardown)."""
+    late = _canaries.changed()
+    if late:
+        _damage.extend(late)
+        _canaries.restore()
+    if _damage:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say what the system-path guard saw, so every run's log shows the proof."""
+    if _damage:
+        terminalreporter.write_line("system paths CHANGED by the run (repaired where possible):")
+        for line in _damage:
+            terminalreporter.write_line(f"  {line}")
+    else:
+        terminalreporter.write_line(
+            "system paths untouched by the run: " + ", ".join(sorted(_canaries.marks))
+        )
 
 
 @pytest.fixture

@@ -226,10 +226,12 @@ def test_ctrl_c_on_a_foreground_save_through_the_daemon(daemon: Daemon) -> None:
     assert not target.exists()
 
 
-def test_path_outside_the_daemons_directories(daemon: Daemon) -> None:
-    result = vj(daemon.uri(), "save", "--bg", "test", "/tmp/not-allowed.save")
+def test_path_outside_the_daemons_directories(daemon: Daemon, tmp_path: Path) -> None:
+    outside = tmp_path / "not-allowed.save"  # pytest's tmp_path is not the daemon's allowed dir
+    result = vj(daemon.uri(), "save", "--bg", "test", str(outside))
     assert result.code == ExitCode.FAILED
     assert "outside the directories" in result.err
+    assert not outside.exists()
 
 
 def test_unreachable_daemon_is_a_connect_error(tmp_path: Path) -> None:

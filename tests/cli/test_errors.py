@@ -126,13 +126,13 @@ def test_debug_shows_the_traceback() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["save", "--bg", "test", "/tmp/never.save"],
+        ["save", "--bg", "test", "{tmp}/never.save"],
         ["create", "--bg", "-"],
-        ["restore", "--bg", "/tmp/never.save"],
+        ["restore", "--bg", "{tmp}/never.save"],
     ],
 )
-def test_bg_is_refused_in_process(invoke: Invoke, args: list[str]) -> None:
-    result = invoke(*args, stdin=WEB_XML)
+def test_bg_is_refused_in_process(invoke: Invoke, args: list[str], tmp_path: Path) -> None:
+    result = invoke(*[arg.format(tmp=tmp_path) for arg in args], stdin=WEB_XML)
     assert result.code == 2
     line = one_line(result.err)
     assert "--bg needs a daemon" in line
@@ -141,7 +141,7 @@ def test_bg_is_refused_in_process(invoke: Invoke, args: list[str]) -> None:
     socket = default_socket()  # where virtjobd listens unless told otherwise
     assert line.endswith(f"+unix:///{line.split('+unix:///')[1].split('?')[0]}?socket={socket}'")
     assert "$UID" not in line
-    assert not Path("/tmp/never.save").exists()
+    assert not (tmp_path / "never.save").exists()
 
 
 QEMU_XML = """\
@@ -156,12 +156,13 @@ QEMU_XML = """\
 
 @pytest.mark.parametrize(
     "args",
-    [["start", "vm"], ["create", "-"], ["restore", "/tmp/never.save"]],
+    [["start", "vm"], ["create", "-"], ["restore", "{tmp}/never.save"]],
     ids=["start", "create", "restore"],
 )
 def test_guests_are_not_started_in_process_on_qemu(tmp_path: Path, args: list[str]) -> None:
     """They would die with the command; this refusal comes before any QEMU is started."""
     env = cli_env(VIRTJOB_STATE_DIR=str(tmp_path))
+    args = [arg.format(tmp=tmp_path) for arg in args]
     result = run("-c", "qemu:///session", *args, stdin=QEMU_XML, env=env)
     assert result.code == 2
     line = one_line(result.err)

@@ -221,10 +221,10 @@ def test_unknown_job_is_no_job_error(conn: virtjob.Connection) -> None:
     assert "'0123456789ab'" in err.message
 
 
-def test_a_job_of_another_host_is_unknown(conn: virtjob.Connection) -> None:
+def test_a_job_of_another_host_is_unknown(conn: virtjob.Connection, tmp_path: Path) -> None:
     """Job ids belong to their host: another host does not know them."""
     with virtjob.open(f"test:///bad-input-other-host?rate={1 << 36}") as other:
-        job = other.lookup_domain("test").dump_core_job("/dev/null")
+        job = other.lookup_domain("test").dump_core_job(str(tmp_path / "other.core"))
         job.wait(timeout=10)
         refused(conn, virtjob.NoJobError, lambda: conn.lookup_job(job.id))
         job.destroy()

@@ -104,13 +104,13 @@ def test_host_names_separate_hosts_and_params_do_not() -> None:
         assert apart.lookup_domain("test").state() is virtjob.DomainState.RUNNING
 
 
-def test_rate_parameter_sets_the_pace_of_jobs() -> None:
+def test_rate_parameter_sets_the_pace_of_jobs(tmp_path: Path) -> None:
     """Without ?rate the default pace applies: saving 'test' (512 MiB) is estimated at ~2 s;
     with a rate of 1 GiB/s, at ~0.5 s."""
     estimates: list[float] = []
     for uri in ("test:///open-rate", f"test:///open-rate?rate={1 << 30}"):
         with virtjob.open(uri) as conn:
-            job = conn.lookup_domain("test").dump_core_job("/dev/null")
+            job = conn.lookup_domain("test").dump_core_job(str(tmp_path / "rate.core"))
             first = next(i for i in job.watch(interval=0) if i.remaining is not None)
             assert first.remaining is not None
             estimates.append(first.remaining)
