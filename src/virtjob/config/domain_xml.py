@@ -28,6 +28,7 @@ from virtjob.config.elements import read_name, read_uuid, stripped_text
 from virtjob.config.parser import Document, parse_document
 from virtjob.config.units import KIB, parse_memory, unit_multiplier
 from virtjob.config.validate import (
+    MAX_VCPUS,
     check_absolute_path,
     check_choice,
     check_mac,
@@ -45,7 +46,7 @@ QEMU_NAMESPACE = "http://libvirt.org/schemas/domain/qemu/1.0"
 _COMMANDLINE = f"{{{QEMU_NAMESPACE}}}commandline"
 _ARG = f"{{{QEMU_NAMESPACE}}}arg"
 _BUS_BY_PREFIX = {"vd": "virtio", "sd": "scsi", "hd": "ide"}
-_COUNT = re.compile(r"[0-9]{1,9}")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def _read_memory(document: Document, element: etree._Element, what: str) -> int:
@@ -58,11 +59,21 @@ def _read_memory(document: Document, element: etree._Element, what: str) -> int:
 
 
 def _read_vcpus(document: Document, element: etree._Element) -> int:
-    """The ``<vcpu>`` count; raises `XMLError` unless it is a whole number in range."""
+    """The ``<vcpu>`` count; raises `XMLError` unless it is a whole number in range.
+
+    A number too large to be a count (however many digits) is out of range, like 5000.
+    """
     text = stripped_text(element)
-    if not _COUNT.fullmatch(text):
+    if not _INTEGER.fullmatch(text):
         raise document.error(
-            element, f"<vcpu> {text!r} is not a whole number; write e.g. <vcpu>2</vcpu>"
+            element, f"<vcpu> {text[:24]!r} is not a whole number; write e.g. <vcpu>2</vcpu>"
+        )
+    digits = text.lstrip("-").lstrip("0") or "0"
+    if len(digits) > len(str(MAX_VCPUS)):  # no int() of a huge string: it is out of range
+        shown = text if len(text) <= 24 else f"{text[:24]}..."
+        raise document.error(
+            element,
+            f"<vcpu> is {shown}, out of range; give a count from 1 to {MAX_VCPUS}",
         )
     return document.check(element, None, lambda: check_vcpus(int(text), "<vcpu>"))
 

@@ -139,7 +139,7 @@ def check_vcpus(value: int, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidValue(f"{what} must be an integer, not {type(value).__name__}")
     if not 1 <= value <= MAX_VCPUS:
-        raise InvalidValue(f"{what} is {value}; give a count from 1 to {MAX_VCPUS}")
+        raise InvalidValue(f"{what} is {value}, out of range; give a count from 1 to {MAX_VCPUS}")
     return value
 
 
