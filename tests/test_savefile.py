@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,34 @@ def test_full_disk_is_an_operation_failure(tmp_path: Path) -> None:
         out.write(b"x")
     out.abort()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_is_refused_at_once_as_a_save_file(tmp_path: Path) -> None:
+    """Reading a FIFO would wait for a writer forever: the reader refuses it at once."""
+    fifo = tmp_path / "pipe.save"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidArgError, match="FIFO"):
+        SaveFileReader(str(fifo), "test")
+
+
+def test_a_save_over_an_older_one_keeps_its_mode(tmp_path: Path) -> None:
+    """A save replacing an older save file keeps that file's permission bits."""
+    target = tmp_path / "dom.save"
+    write_save(target, b"old")
+    target.chmod(0o644)
+    write_save(target, b"new image")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    with SaveFileReader(str(target), "test") as reader:
+        assert reader.header.image_length == len(b"new image")
+
+
+def test_verify_hands_every_piece_of_the_image_to_its_sink(tmp_path: Path) -> None:
+    """verify(sink=...) reads the image once, checking and handing it over together."""
+    target = tmp_path / "dom.save"
+    image = os.urandom(2 * 1024 * 1024 + 5)
+    write_save(target, image)
+    kept = bytearray()
+    with SaveFileReader(str(target), "test") as reader:
+        assert reader.verify(sink=kept.extend)
+    assert bytes(kept) == image

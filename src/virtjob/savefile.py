@@ -10,10 +10,11 @@ Layout (little-endian)::
     checksum     32 bytes  SHA-256 of the XML and the whole image
     <domain XML, UTF-8> <memory image>
 
-A save is written to a hidden temporary file beside the target (`partial_name`) and renamed
-over the target only once complete and flushed, so a cancelled or failed save never leaves a
-partial file at the target path. `SaveFileReader` checks the header on open and the checksum
-with `verify()` before a restore touches the host.
+A save is written to a hidden partial file beside the target and renamed over the target only
+once complete and flushed, so a cancelled or failed save never leaves a partial file at the
+target path; the target is opened race-free and may only be a regular file or nothing
+(`virtjob.files`). `SaveFileReader` opens only regular files, checks the header on open and
+the checksum with `verify()` before a restore touches the host.
 """
 
 from __future__ import annotations
@@ -21,48 +22,40 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO, Self
 
 from virtjob.errors import InvalidArgError, OperationFailedError
+from virtjob.files import PARTIAL_MARK, Target, check_target, open_source, partial_name
+
+if TYPE_CHECKING:
+    from virtjob.drivers.base import Confinement
+
+__all__ = [
+    "CHUNK",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "PARTIAL_MARK",
+    "AtomicFile",
+    "SaveFileReader",
+    "SaveFileWriter",
+    "SaveHeader",
+    "check_target",
+    "os_failure",
+    "partial_name",
+]
 
 MAGIC = b"VIRTJOB\x00"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sI16sIQ32s")
 HEADER_SIZE = _HEADER.size
 MAX_XML_LENGTH = 1 << 20
-PARTIAL_MARK = ".virtjob-partial-"
 CHUNK = 1 << 20
-
-
-def partial_name(path: str) -> str:
-    """Return a fresh hidden temporary name beside `path` for writing it."""
-    directory, base = os.path.split(path)
-    return os.path.join(directory, f".{base}{PARTIAL_MARK}{secrets.token_hex(4)}")
-
-
-def check_target(path: str, what: str) -> None:
-    """Refuse a target path whose directory is missing or not writable, or that is a directory.
-
-    Raises `InvalidArgError` naming the path and what to do.
-    """
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        raise InvalidArgError(
-            f"cannot write {what} to {path}: directory {directory} does not exist;"
-            f" create it or choose another path"
-        )
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise InvalidArgError(
-            f"cannot write {what} to {path}: directory {directory} is not writable;"
-            f" choose a directory you can write to"
-        )
-    if os.path.isdir(path):
-        raise InvalidArgError(f"cannot write {what} to {path}: it is a directory; name a file")
 
 
 def os_failure(action: str, path: str, exc: OSError) -> OperationFailedError:
@@ -72,19 +65,27 @@ def os_failure(action: str, path: str, exc: OSError) -> OperationFailedError:
 
 
 class AtomicFile:
-    """A file written under a temporary name and renamed to its target on `commit()`.
+    """A file written under a partial name beside its target and renamed to it on `commit()`.
 
-    Leaving the context without committing removes the temporary file. Raises
-    `OperationFailedError` for I/O errors (disk full, permission denied).
+    The target is checked and its directory opened race-free when the file is created (see
+    `virtjob.files.Target`): `InvalidArgError` if something other than a regular file is there
+    or its directory is missing or read-only, `AccessDeniedError` if it lies outside
+    `confinement`. An existing target keeps its owner and mode. Leaving the context without
+    committing removes the partial file. Raises `OperationFailedError` for I/O errors (disk
+    full, permission denied).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self, path: str, *, what: str = "a file", confinement: Confinement | None = None
+    ) -> None:
         self.path = path
-        self.temp_path = partial_name(path)
+        self._target = Target(path, what, confinement)
         try:
-            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd, self._partial = self._target.create_partial()
         except OSError as exc:
-            raise os_failure("creating", path, exc) from None
+            self._target.close()
+            raise os_failure("creating", path, exc) from exc
+        self.temp_path = os.path.join(self._target.directory, self._partial)
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self.committed = False
 
@@ -93,28 +94,40 @@ class AtomicFile:
         try:
             self.file.write(data)
         except OSError as exc:
-            raise os_failure("writing", self.path, exc) from None
+            raise os_failure("writing", self.path, exc) from exc
 
     def commit(self) -> None:
-        """Flush to disk and move the file to its target path."""
+        """Flush to disk and move the file to its target path, with the owner and mode of the
+        regular file it replaces. `InvalidArgError` if something else is at the target now."""
+        target = self._target
         try:
             self.file.flush()
+            existing = target.recheck()
+            if existing is not None:
+                _take_owner_and_mode(self.file.fileno(), existing)
             os.fsync(self.file.fileno())
-            self.file.close()
-            os.replace(self.temp_path, self.path)
+            os.rename(
+                self._partial, target.name, src_dir_fd=target.dir_fd, dst_dir_fd=target.dir_fd
+            )
         except OSError as exc:
-            raise os_failure("writing", self.path, exc) from None
+            raise os_failure("writing", self.path, exc) from exc
         self.committed = True
-        _fsync_directory(os.path.dirname(self.path))
+        with contextlib.suppress(OSError):  # the data is written and renamed: the lock goes
+            self.file.close()
+        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+            os.fsync(target.dir_fd)
+        target.close()
 
     def abort(self) -> None:
-        """Close and remove the temporary file; harmless after `commit()`."""
+        """Close and remove the partial file; harmless after `commit()`."""
         if self.committed:
             return
         with contextlib.suppress(OSError):  # the write that failed already said why
             self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.temp_path)
+        if self._target.dir_fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._partial, dir_fd=self._target.dir_fd)
+        self._target.close()
 
     def __enter__(self) -> Self:
         return self
@@ -128,24 +141,32 @@ class AtomicFile:
         self.abort()
 
 
-def _fsync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename is done
-    finally:
-        os.close(fd)
+def _take_owner_and_mode(fd: int, existing: os.stat_result) -> None:
+    """Give the file `fd` the owner, group and permission bits of `existing`."""
+    info = os.fstat(fd)
+    if (info.st_uid, info.st_gid) != (existing.st_uid, existing.st_gid):
+        try:
+            os.fchown(fd, existing.st_uid, existing.st_gid)
+        except PermissionError:
+            # Only root gives files away: an unprivileged writer keeps what it may (the group).
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, -1, existing.st_gid)
+    os.fchmod(fd, stat.S_IMODE(existing.st_mode))
 
 
 class SaveFileWriter(AtomicFile):
     """Writes a save file: the XML first, then the image in any number of pieces."""
 
-    def __init__(self, path: str, driver: str, xml: str) -> None:
-        super().__init__(path)
+    def __init__(
+        self,
+        path: str,
+        driver: str,
+        xml: str,
+        *,
+        what: str = "a save file",
+        confinement: Confinement | None = None,
+    ) -> None:
+        super().__init__(path, what=what, confinement=confinement)
         self._driver = driver
         self._xml = xml.encode("utf-8")
         self._hash = hashlib.sha256(self._xml)
@@ -164,7 +185,7 @@ class SaveFileWriter(AtomicFile):
         try:
             self.file.write(data)
         except OSError as exc:
-            raise os_failure("writing", self.path, exc) from None
+            raise os_failure("writing", self.path, exc) from exc
 
     def commit(self) -> None:
         """Write the final header, flush, and move the file to its target path."""
@@ -180,7 +201,7 @@ class SaveFileWriter(AtomicFile):
             self.file.seek(0)
             self.file.write(header)
         except OSError as exc:
-            raise os_failure("writing", self.path, exc) from None
+            raise os_failure("writing", self.path, exc) from exc
         super().commit()
 
 
@@ -202,20 +223,11 @@ class SaveFileReader:
     saying which and what to do.
     """
 
-    def __init__(self, path: str, driver: str) -> None:
+    def __init__(self, path: str, driver: str, *, confinement: Confinement | None = None) -> None:
+        """Open the save file at `path`, written by `driver`; a FIFO or device is refused at
+        once, without blocking, and a path outside `confinement` with `AccessDeniedError`."""
         self.path = path
-        try:
-            self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:
-            raise InvalidArgError(
-                f"save file {path} does not exist; give the path a save wrote"
-            ) from None
-        except IsADirectoryError:
-            raise InvalidArgError(
-                f"save file {path} is a directory; give the path of the file a save wrote"
-            ) from None
-        except OSError as exc:
-            raise InvalidArgError(f"cannot read save file {path}: {exc.strerror}") from None
+        self._file: BinaryIO = os.fdopen(open_source(path, confinement), "rb")
         try:
             self.header = self._read_header(driver)
             self.xml = self._read_xml()
@@ -272,11 +284,13 @@ class SaveFileReader:
         self,
         progress: Callable[[int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        sink: Callable[[bytes], None] | None = None,
     ) -> bool:
-        """Check the checksum over the XML and the whole image.
+        """Check the checksum over the XML and the whole image, reading it once.
 
-        Calls `progress(bytes_checked)` along the way; returns False as soon as `cancelled()`
-        says so, True when the file is intact. Raises `InvalidArgError` if it is corrupted.
+        Calls `progress(bytes_checked)` along the way and hands each piece of the image to
+        `sink`; returns False as soon as `cancelled()` says so, True when the file is intact.
+        Raises `InvalidArgError` if it is corrupted.
         """
         digest = hashlib.sha256(self.xml.encode("utf-8"))
         checked = 0
@@ -284,6 +298,8 @@ class SaveFileReader:
             if cancelled is not None and cancelled():
                 return False
             digest.update(chunk)
+            if sink is not None:
+                sink(chunk)
             checked += len(chunk)
             if progress is not None:
                 progress(checked)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
@@ -29,8 +28,8 @@ from collections.abc import Iterable
 from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.drivers.remote import wire
 from virtjob.errors import JobTimeoutError, NoJobError, VirtError
+from virtjob.files import remove_stale_partials
 from virtjob.jobs import Job, JobInfo, JobState
-from virtjob.savefile import PARTIAL_MARK
 
 from .store import JobRow, Store
 
@@ -429,22 +428,8 @@ class Recorder:
 
 
 def remove_partials(target: str) -> list[str]:
-    """Remove the hidden partial files a save or dump to `target` may have left; return them."""
-    directory, base = os.path.split(target)
-    prefix = f".{base}{PARTIAL_MARK}"
-    removed: list[str] = []
-    try:
-        names = os.listdir(directory or ".")
-    except OSError:
-        return removed
-    for name in names:
-        if name.startswith(prefix):
-            path = os.path.join(directory, name)
-            try:
-                os.unlink(path)
-            except OSError as exc:
-                log.warning("cannot remove the partial file %s: %s", path, exc)
-            else:
-                removed.append(path)
-                log.warning("removed the partial file %s of an interrupted job", path)
-    return removed
+    """Remove the hidden partial files a save or dump to `target` may have left; return them.
+
+    Partials that a live writer holds locked are kept (see `virtjob.files`).
+    """
+    return remove_stale_partials(target)

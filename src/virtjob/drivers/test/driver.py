@@ -202,7 +202,7 @@ class TestDriver:
 
     def save_domain_job(self, ref: DomainRef, path: str) -> Job:
         """Save a running domain to `path` in the background."""
-        check_target(path, f"a save of domain {ref.name!r}")
+        check_target(path, f"a save of domain {ref.name!r}", self.host.confinement)
         with self.host.lock:
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"save domain {ref.name!r}")
@@ -217,7 +217,9 @@ class TestDriver:
 
     def restore_domain_job(self, path: str) -> Job:
         """Check the save file at `path` and restore its domain in the background."""
-        with SaveFileReader(path, workers.DRIVER_NAME) as reader:
+        with SaveFileReader(
+            path, workers.DRIVER_NAME, confinement=self.host.confinement
+        ) as reader:
             config = workers.check_restore_file(reader)
             try:
                 with self.host.lock:
@@ -239,7 +241,7 @@ class TestDriver:
 
     def dump_core_job(self, ref: DomainRef, path: str) -> Job:
         """Dump an active domain's memory to `path` in the background."""
-        check_target(path, f"a core dump of domain {ref.name!r}")
+        check_target(path, f"a core dump of domain {ref.name!r}", self.host.confinement)
         with self.host.lock:
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"dump domain {ref.name!r}")

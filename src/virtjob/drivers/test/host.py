@@ -46,9 +46,14 @@ DEFAULT_NETWORK_XML = """\
 """
 
 
+def image_size(config: DomainConfig) -> int:
+    """Bytes of the compact simulated memory of a domain: a byte per guest page, capped."""
+    return min(MAX_IMAGE, max(1, config.current_memory // PAGE))
+
+
 def fresh_image(config: DomainConfig) -> bytes:
-    """Return new simulated memory content for a booting domain: a byte per guest page."""
-    return os.urandom(min(MAX_IMAGE, max(1, config.current_memory // PAGE)))
+    """Return new simulated memory content for a booting domain (`image_size` bytes)."""
+    return os.urandom(image_size(config))
 
 
 @dataclass

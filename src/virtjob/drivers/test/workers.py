@@ -15,7 +15,7 @@ from collections.abc import Callable
 from virtjob.config import DomainConfig, NetworkConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers import objects
 from virtjob.drivers.base import DomainRef, DomainState, NetworkRef
-from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork
+from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork, image_size
 from virtjob.errors import InvalidArgError, OperationInvalidError, XMLError
 from virtjob.jobs import JobContext
 from virtjob.savefile import AtomicFile, SaveFileReader, SaveFileWriter
@@ -120,12 +120,18 @@ def save_domain(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
 
     def work(ctx: JobContext) -> None:
         with host.lock:
-            domain = _active(host, ref, "save")
-            prior = domain.state
-            domain.state = DomainState.PAUSED
-            image, config = domain.image, domain.config
-        try:
-            with SaveFileWriter(path, DRIVER_NAME, format_domain_xml(config)) as out:
+            config = _active(host, ref, "save").config
+        # The target is opened (and refused if it is no longer fit) before the guest pauses.
+        what = f"a save of domain {ref.name!r}"
+        with SaveFileWriter(
+            path, DRIVER_NAME, format_domain_xml(config), what=what, confinement=host.confinement
+        ) as out:
+            with host.lock:
+                domain = _active(host, ref, "save")
+                prior = domain.state
+                domain.state = DomainState.PAUSED
+                image, config = domain.image, domain.config
+            try:
                 total = config.current_memory
 
                 def step(before: int, after: int) -> None:
@@ -134,9 +140,9 @@ def save_domain(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
                 completed = paced(ctx, total, rate, step)
                 if completed:
                     out.commit()
-        except BaseException:
-            _put_back(host, domain, prior)
-            raise
+            except BaseException:
+                _put_back(host, domain, prior)
+                raise
         if not completed:  # the partial file is gone: leaving the block removed it
             _put_back(host, domain, prior)
             ctx.finish_cancel()
@@ -161,7 +167,8 @@ def dump_core(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
             domain = _active(host, ref, "dump")
             image, config = domain.image, domain.config
         xml = format_domain_xml(config).encode("utf-8")
-        with AtomicFile(path) as out:
+        what = f"a core dump of domain {ref.name!r}"
+        with AtomicFile(path, what=what, confinement=host.confinement) as out:
             out.write(CORE_MAGIC + struct.pack("<I", len(xml)) + xml)
             total = config.current_memory
 
@@ -184,13 +191,16 @@ def restore_domain(host: TestHost, path: str, config: DomainConfig, rate: int) -
     """
 
     def work(ctx: JobContext) -> DomainRef | None:
-        with SaveFileReader(path, DRIVER_NAME) as reader:
+        with SaveFileReader(path, DRIVER_NAME, confinement=host.confinement) as reader:
             if check_restore_file(reader) != config:
                 raise InvalidArgError(f"save file {path} changed while the restore was queued")
             with host.lock:
                 restorable(host, config)
-            intact = reader.verify(cancelled=lambda: ctx.cancel_requested)
-            image = b"".join(reader.image_chunks()) if intact else b""
+            # One pass checks and keeps the image; check_restore_file bounded its size.
+            kept = bytearray()
+            intact = reader.verify(cancelled=lambda: ctx.cancel_requested, sink=kept.extend)
+            image = bytes(kept) if intact else b""
+            del kept
         if not intact or not paced(ctx, config.current_memory, rate):
             ctx.finish_cancel()
             return None
@@ -227,13 +237,27 @@ def restorable(host: TestHost, config: DomainConfig) -> TestDomain | None:
 
 
 def check_restore_file(reader: SaveFileReader) -> DomainConfig:
-    """Parse the domain XML carried by a save file; `InvalidArgError` if it is unusable."""
+    """Parse the domain XML carried by a save file and check its image fits that domain.
+
+    Raises `InvalidArgError` if the XML is unusable, or if the image is larger than the test
+    driver ever makes for a domain of that memory (`image_size`): such a file was not written
+    by a save, and restoring it would hold all of it in memory.
+    """
     try:
-        return parse_domain_xml(reader.xml)
+        config = parse_domain_xml(reader.xml)
     except XMLError as exc:
         raise InvalidArgError(
             f"save file {reader.path} carries domain XML virtjob cannot use: {exc}"
         ) from None
+    limit = image_size(config)
+    if reader.header.image_length > limit:
+        raise InvalidArgError(
+            f"save file {reader.path} is corrupted: its memory image is"
+            f" {reader.header.image_length} bytes, but the test driver's image of domain"
+            f" {config.name!r} ({config.current_memory} bytes of memory) is at most {limit};"
+            f" it cannot be restored"
+        )
+    return config
 
 
 def create_network(host: TestHost, config: NetworkConfig, rate: int) -> Worker:
