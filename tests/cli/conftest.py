@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from click.testing import CliRunner
 
-from tests.cli.helpers import FAST, Result, host_uri
+from tests.cli.helpers import FAST, Daemon, Result, host_uri, running_daemon
 from virtjob.cli import cli
 from virtjob.cli.jobrun import SIGNALS
 
@@ -63,3 +63,11 @@ def invoke(uri: str) -> Invoke:
         return Result(result.exit_code, result.stdout, result.stderr)
 
     return call
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    """A real virtjobd for this module's tests (see `running_daemon`), stopped after them."""
+    pytest.importorskip("virtjob.daemon", reason="virtjobd (src/virtjob/daemon) is not available")
+    with running_daemon() as started:
+        yield started

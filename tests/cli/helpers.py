@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
 import queue
 import select
+import shutil
+import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -211,3 +215,60 @@ LAB_XML = """\
   <ip address='10.9.0.1' netmask='255.255.255.0'/>
 </network>
 """
+
+
+@dataclass
+class Daemon:
+    """A running virtjobd: its socket, and the directory it lets clients save into."""
+
+    socket: Path
+    files: Path
+
+    def uri(self, rate: int | None = None) -> str:
+        """A URI naming a fresh test host inside this daemon."""
+        query = f"socket={self.socket}" + ("" if rate is None else f"&rate={rate}")
+        return f"test+unix:///cli-{uuid.uuid4().hex[:8]}?{query}"
+
+
+@contextlib.contextmanager
+def running_daemon() -> Iterator[Daemon]:
+    """Start virtjobd serving test hosts on a short temporary socket; stop it (SIGTERM) after."""
+    base = Path(tempfile.mkdtemp(prefix="vj-", dir="/tmp"))  # short: unix socket paths are
+    sock, files = base / "sock", base / "files"
+    files.mkdir()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "virtjob.daemon",
+            "--state-dir",
+            str(base / "state"),
+            "--listen",
+            f"unix:{sock}",
+            "--allow-dir",
+            str(files),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the socket listens once virtjobd says it serves
+            if "virtjobd: serving" in line:
+                break
+        else:
+            pytest.fail(f"virtjobd did not start (exit {proc.wait()})")
+        yield Daemon(sock, files)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        shutil.rmtree(base, ignore_errors=True)

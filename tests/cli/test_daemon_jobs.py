@@ -6,79 +6,16 @@ Here ``--bg`` works: the job lives in the daemon, so later ``virtjob`` processes
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import FAST, SLOW, Result, Running, cli_env, run, run_pty
+from tests.cli.helpers import FAST, SLOW, Daemon, Result, Running, run, run_pty
 from virtjob.cli.output import ExitCode
 
 pytest.importorskip("virtjob.daemon", reason="virtjobd (src/virtjob/daemon) is not available")
-
-
-@dataclass
-class Daemon:
-    """A running virtjobd: its socket, and the directory it lets clients save into."""
-
-    socket: Path
-    files: Path
-
-    def uri(self, rate: int | None = None) -> str:
-        """A URI naming a fresh test host inside this daemon."""
-        query = f"socket={self.socket}" + ("" if rate is None else f"&rate={rate}")
-        return f"test+unix:///cli-{uuid.uuid4().hex[:8]}?{query}"
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    """Start virtjobd for this module's tests; stop it (SIGTERM) afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="vj-", dir="/tmp"))  # short: unix socket paths are
-    sock, files = base / "sock", base / "files"
-    files.mkdir()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "virtjob.daemon",
-            "--state-dir",
-            str(base / "state"),
-            "--listen",
-            f"unix:{sock}",
-            "--allow-dir",
-            str(files),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    )
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # the socket listens once virtjobd says it serves
-            if "virtjobd: serving" in line:
-                break
-        else:
-            pytest.fail(f"virtjobd did not start (exit {proc.wait()})")
-        yield Daemon(sock, files)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def vj(uri: str, *args: str) -> Result:

@@ -42,10 +42,16 @@ def complete_network(
 def complete_job(
     ctx: click.Context, _param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
-    """Complete a job id, with what the job does as help."""
+    """Complete a job id, with what the job does (kind and subject) as its help text."""
     jobs = _names(ctx, lambda conn: [f"{j.id}\t{j.kind} {j.subject}" for j in conn.list_jobs()])
-    items = [CompletionItem(*entry.split("\t", 1)) for entry in jobs]
-    return [item for item in items if item.value.startswith(incomplete)]
+    items = []
+    for entry in jobs:
+        job_id, what = entry.split("\t", 1)
+        if job_id.startswith(incomplete):
+            # help= by name: the second positional parameter is the item's *type* ("plain",
+            # "file", "dir"); a type bash does not know makes the shell drop the item.
+            items.append(CompletionItem(job_id, help=what))
+    return items
 
 
 @click.command()
