@@ -6,12 +6,24 @@ import uuid
 from typing import TYPE_CHECKING
 
 from virtjob.drivers.base import DomainInfo, DomainRef, DomainState
-from virtjob.jobs import Job
+from virtjob.errors import NoJobError
+from virtjob.jobs import Job, JobKind
 
 if TYPE_CHECKING:
     from virtjob.connection import Connection
 
-__all__ = ["Domain", "DomainInfo", "DomainState"]
+__all__ = ["DOMAIN_JOB_KINDS", "Domain", "DomainInfo", "DomainState"]
+
+DOMAIN_JOB_KINDS = frozenset(
+    {
+        JobKind.DOMAIN_CREATE,
+        JobKind.DOMAIN_START,
+        JobKind.DOMAIN_SAVE,
+        JobKind.DOMAIN_RESTORE,
+        JobKind.DOMAIN_DUMP_CORE,
+    }
+)
+"""The job kinds that act on a domain (a job's `subject` is then the domain's name)."""
 
 
 class Domain:
@@ -68,6 +80,25 @@ class Domain:
     def xml(self) -> str:
         """Return the domain's XML document."""
         return self._conn.driver.domain_xml(self._ref)
+
+    def job(self) -> Job | None:
+        """Return the job queued or running on this domain, or None when it has none.
+
+        A domain has at most one such job (a second is refused), always its newest one.
+        Raises what `Connection.list_jobs` raises, e.g. `ConnectError` for a daemon gone.
+        """
+        mine = [
+            job
+            for job in self._conn.list_jobs()
+            if job.kind in DOMAIN_JOB_KINDS and job.subject == self.name
+        ]
+        for job in reversed(mine):
+            try:
+                state = job.info().state
+            except NoJobError:  # destroyed since it was listed: look at the one before
+                continue
+            return None if state.terminal else job
+        return None
 
     # -- jobs and their synchronous twins -----------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Domain commands: list, dominfo, dumpxml, define, undefine, create, start, destroy, suspend,
-resume, shutdown, save, restore, dump."""
+"""Domain commands: list, dominfo, domstate, dumpxml, define, undefine, create, start, destroy,
+suspend, resume, shutdown, save, restore, dump."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from virtjob.cli.output import (
     yes_no,
 )
 from virtjob.domain import Domain, DomainInfo
-from virtjob.jobs import Job
+from virtjob.jobs import Job, JobKind
 
 DOMAIN = click.argument("domain", callback=non_empty("list --all"), shell_complete=complete_domain)
 XML_FILE = click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
@@ -241,12 +241,58 @@ resume = _immediate(
     "resumed",
     "Resume a paused domain.\n\n\b\nExample:\n  virtjob resume test",
 )
+
+
 shutdown = _immediate(
     "shutdown",
     "shutdown",
     "is being shutdown",
     "Ask a running domain's guest to power off cleanly.\n\n\b\nExample:\n  virtjob shutdown test",
 )
+
+
+# What a domain is doing while a job runs on it, in virsh's words (``domstate --reason``).
+_JOB_REASONS = {
+    JobKind.DOMAIN_CREATE: "starting up",
+    JobKind.DOMAIN_START: "starting up",
+    JobKind.DOMAIN_SAVE: "saving",
+    JobKind.DOMAIN_RESTORE: "restoring",
+    JobKind.DOMAIN_DUMP_CORE: "dumping",
+}
+
+
+@click.command()
+@DOMAIN
+@click.option("--reason", is_flag=True, help="Also say why it is in that state, when known.")
+@json_option()
+@pass_app
+def domstate(app: App, domain: str, reason: bool, as_json: bool) -> None:
+    """Print a domain's state (running, paused, shutoff...); read-only.
+
+    With --reason, the state is followed by why, in parentheses: the job at work on the
+    domain (saving, dumping, starting up, restoring), else "unknown" (virtjob does not record
+    why a domain came to its state). --json prints {"name", "state", "reason", "job"}.
+
+    \b
+    Examples:
+      virtjob domstate test
+      virtjob domstate test --reason
+    """
+    dom = app.conn.lookup_domain(domain)
+    state = dom.state()
+    job = dom.job() if reason or as_json else None
+    why = "unknown" if job is None else _JOB_REASONS.get(job.kind, str(job.kind))
+    if as_json:
+        echo_json(
+            {
+                "name": dom.name,
+                "state": str(state),
+                "reason": why,
+                "job": None if job is None else job.id,
+            }
+        )
+    else:
+        click.echo(f"{state} ({why})" if reason else str(state))
 
 
 @click.command()
@@ -332,6 +378,7 @@ def dump(app: App, domain: str, file: str, background: bool, as_json: bool) -> N
 COMMANDS = [
     list_domains,
     dominfo,
+    domstate,
     dumpxml,
     define,
     undefine,

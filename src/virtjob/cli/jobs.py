@@ -1,4 +1,5 @@
-"""Job commands: job-list, job-info, job-cancel, job-wait, job-destroy."""
+"""Job commands: job-list, job-info, job-cancel, job-wait, job-destroy, and the job of one
+domain: domjobinfo, domjobabort."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import click
 
 from virtjob.cli.completion import complete_job
 from virtjob.cli.context import App, json_option, non_empty, pass_app
+from virtjob.cli.domains import DOMAIN
 from virtjob.cli.jobrun import conclude, follow
 from virtjob.cli.output import (
     CliError,
@@ -99,7 +101,11 @@ def job_info(app: App, job_id: str, as_json: bool) -> None:
     Example:
       virtjob job-info 0709b89a8e31 --json
     """
-    job = _lookup(app, job_id)
+    _show(_lookup(app, job_id), as_json)
+
+
+def _show(job: Job, as_json: bool) -> None:
+    """Print `job`'s state, progress and outcome (``job-info``, ``domjobinfo``)."""
     info = job.info()
     if as_json:
         echo_json(job_json(job, info))
@@ -135,7 +141,11 @@ def job_cancel(app: App, job_id: str) -> None:
     Example:
       virtjob job-cancel 0709b89a8e31 && virtjob job-wait 0709b89a8e31
     """
-    job = _lookup(app, job_id)
+    _cancel(_lookup(app, job_id))
+
+
+def _cancel(job: Job) -> None:
+    """Ask `job` to stop and say how that went (``job-cancel``, ``domjobabort``)."""
     before = job.info().state
     if before.terminal:
         click.echo(f"Job {job.id} ({_what(job)}) had already ended ({before}); nothing to cancel")
@@ -208,4 +218,46 @@ def job_destroy(app: App, job_id: str) -> None:
     click.echo(f"Job {job.id} ({_what(job)}) destroyed")
 
 
-COMMANDS = [job_list, job_info, job_cancel, job_wait, job_destroy]
+def _domain_job(app: App, domain: str) -> tuple[str, Job | None]:
+    """The name of `domain` and the job queued or running on it, if any."""
+    dom = app.conn.lookup_domain(domain)
+    return dom.name, dom.job()
+
+
+@click.command()
+@DOMAIN
+@json_option("Print the job as JSON (see docs/cli.md), or null when there is none.")
+@pass_app
+def domjobinfo(app: App, domain: str, as_json: bool) -> None:
+    """Show the job at work on a domain (as job-info does), or say it has none; read-only.
+
+    \b
+    Example:
+      virtjob domjobinfo test
+    """
+    name, job = _domain_job(app, domain)
+    if job is not None:
+        _show(job, as_json)
+    elif as_json:
+        echo_json(None)
+    else:
+        click.echo(f"No job is running on domain '{name}'")
+
+
+@click.command()
+@DOMAIN
+@pass_app
+def domjobabort(app: App, domain: str) -> None:
+    """Cancel the job at work on a domain (as job-cancel does); fails if it has none.
+
+    \b
+    Example:
+      virtjob domjobabort test
+    """
+    name, job = _domain_job(app, domain)
+    if job is None:
+        raise CliError(f"no job is running on domain '{name}'; nothing to abort")
+    _cancel(job)
+
+
+COMMANDS = [job_list, job_info, job_cancel, job_wait, job_destroy, domjobinfo, domjobabort]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import logging
 import traceback
@@ -21,12 +22,56 @@ from virtjob.cli.progress import silence_stdout
 from virtjob.errors import InvalidArgError, VirtError
 from virtjob.uri import DEFAULT_URI, URI_ENV, parse_uri
 
+# Commands that only read: the only ones a mistyped command name is ever steered to. A typo of
+# a command that changes state ("strat", "destory") gets no suggestion at all.
+READ_ONLY_COMMANDS = frozenset(
+    {
+        "list",
+        "dominfo",
+        "domstate",
+        "dumpxml",
+        "domjobinfo",
+        "net-list",
+        "net-info",
+        "net-dumpxml",
+        "job-list",
+        "job-info",
+        "completion",
+    }
+)
+
 EPILOG = f"""\b
 Connection: -c URI, else ${URI_ENV}, else {DEFAULT_URI}.
 Exit codes: 0 ok, 1 failed, 2 usage error, 3 cancelled, 4 no such
 domain/network/job, 5 timeout, 6 cannot connect, 130 interrupted.
 Run 'virtjob COMMAND --help' for a command's options and an example.
 """
+
+
+class UnknownCommandError(click.UsageError):
+    """A command name virtjob does not have; suggests only read-only commands."""
+
+    def __init__(self, name: str, ctx: click.Context, candidates: Sequence[str]) -> None:
+        message = f"No such command {name!r}."
+        close = suggestions(name, candidates)
+        if close:
+            message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+        super().__init__(message, ctx)
+
+
+def suggestions(name: str, candidates: Sequence[str]) -> list[str]:
+    """The read-only commands among `candidates` closest to `name` (at most 2), best first.
+
+    A command that changes state (start, destroy, undefine...) is never suggested, however
+    close; and when one is closer to `name` than any read-only command, nothing is suggested
+    (``net-strat`` was meant as ``net-start``: offering ``net-list`` would only mislead).
+    """
+    found = []
+    for match in difflib.get_close_matches(name, sorted(candidates), n=len(candidates)):
+        if match not in READ_ONLY_COMMANDS:
+            break
+        found.append(match)
+    return found[:2]
 
 
 class VirtjobGroup(click.Group):
@@ -73,6 +118,19 @@ class VirtjobGroup(click.Group):
             return ExitCode.OK
         return result if isinstance(result, int) else ExitCode.OK
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Find the command `args[0]`; `UnknownCommandError` (exit 2) when there is none."""
+        name = args[0]
+        if (
+            not ctx.resilient_parsing
+            and not name.startswith("-")
+            and self.get_command(ctx, name) is None
+        ):
+            raise UnknownCommandError(name, ctx, list(self.commands))
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Invoke the subcommand, turning a `VirtError` or a crash into a one-line error."""
         try:
@@ -98,7 +156,11 @@ class VirtjobGroup(click.Group):
 def _usage_error(exc: click.UsageError) -> int:
     where = exc.ctx.command_path if exc.ctx is not None else "virtjob"
     message = exc.format_message().replace("\n", " ")
-    click.echo(f"error: {message} (see '{where} --help')", err=True)
+    if isinstance(exc, UnknownCommandError):
+        hint = f"'{where} --help' lists the commands"
+    else:
+        hint = f"see '{where} --help'"
+    click.echo(f"error: {message} ({hint})", err=True)
     return exc.exit_code
 
 
