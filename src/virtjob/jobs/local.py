@@ -22,6 +22,7 @@ from virtjob.errors import (
     VirtError,
 )
 from virtjob.jobs.context import JobContext
+from virtjob.jobs.feed import ChangeFeed
 from virtjob.jobs.job import Job
 from virtjob.jobs.record import CancelHook, JobRecord, Worker
 from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
@@ -240,6 +241,16 @@ class LocalJobDriver:
     def job_add_done_callback(self, job_id: str, fn: Callable[[], None]) -> None:
         """Call `fn()` when the job ends (at once if it has); `NoJobError` if unknown."""
         self._record(job_id).add_done_callback(fn)
+
+    def job_follow(self, job_id: str, feed: ChangeFeed) -> None:
+        """Mark `feed` with the job's id at once and on every later change; `NoJobError` if unknown.
+
+        Lets one thread follow many jobs (see `ChangeFeed`); a job has at most one feed.
+        """
+        record = self._record(job_id)
+        with record.lock:
+            record.feed = feed
+            feed.mark(job_id)
 
     def job_destroy(self, job_id: str) -> None:
         """Forget a finished job; `OperationInvalidError` while it runs, `NoJobError` if unknown."""

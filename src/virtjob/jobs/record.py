@@ -21,6 +21,7 @@ from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
 
 if TYPE_CHECKING:
     from virtjob.jobs.context import JobContext
+    from virtjob.jobs.feed import ChangeFeed
 
 log = logging.getLogger("virtjob.jobs")
 
@@ -44,6 +45,7 @@ class JobRecord:
         "error",
         "eta",
         "eta_at",
+        "feed",
         "id",
         "initialized",
         "kind",
@@ -109,6 +111,7 @@ class JobRecord:
         self.result: object = None
         self.error: VirtError | None = None
         self.callbacks: list[Callable[[], None]] | None = []
+        self.feed: ChangeFeed | None = None  # `LocalJobDriver.job_follow`
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -173,6 +176,8 @@ class JobRecord:
         changes and cancel requests) also wakes those waiting for the end or for a cancel.
         """
         self.version += 1
+        if self.feed is not None:
+            self.feed.mark(self.id)
         if self._watching or (wake_all and self._waiting):
             assert self.cond is not None
             self.cond.notify_all()
