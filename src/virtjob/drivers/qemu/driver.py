@@ -201,7 +201,7 @@ class QemuDriver:
 
     def save_domain_job(self, ref: DomainRef, path: str) -> Job:
         """Save a running domain to `path` in the background."""
-        check_target(path, f"a save of domain {ref.name!r}")
+        check_target(path, f"a save of domain {ref.name!r}", self.host.confinement)
         self.host.running_process(ref, "save")
         with self.host.lock:
             return self._start(
@@ -210,7 +210,7 @@ class QemuDriver:
 
     def restore_domain_job(self, path: str) -> Job:
         """Check the save file at `path` and restore its domain in the background."""
-        config = workers.read_save_header(path)
+        config = workers.read_save_header(path, self.host.confinement)
         with self.host.lock:
             workers.restorable(self.host, config)
             return self._start(
@@ -221,7 +221,7 @@ class QemuDriver:
 
     def dump_core_job(self, ref: DomainRef, path: str) -> Job:
         """Dump a running domain's memory to `path` in the background."""
-        check_target(path, f"a core dump of domain {ref.name!r}")
+        check_target(path, f"a core dump of domain {ref.name!r}", self.host.confinement)
         self.host.running_process(ref, "dump")
         with self.host.lock:
             return self._start(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
-from virtjob.drivers.base import DomainRef
+from virtjob.drivers.base import Confinement, DomainRef
 from virtjob.drivers.qemu.host import QemuDomain, QemuHost
 from virtjob.drivers.qemu.process import QemuProcess
 from virtjob.drivers.qemu.pump import PipeToSink, Pump, SourceToPipe, make_pipe
@@ -190,7 +190,10 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Plan:
         pump: PipeToSink | None = None
         cancelled = False
         try:
-            with SaveFileWriter(path, DRIVER_NAME, xml) as out:
+            what = f"a save of domain {ref.name!r}"
+            with SaveFileWriter(
+                path, DRIVER_NAME, xml, what=what, confinement=host.confinement
+            ) as out:
                 try:
                     monitor.send_fd(write_fd, "virtjob-save")
                 finally:
@@ -297,18 +300,24 @@ def _abandon_migration(process: QemuProcess, pump: PipeToSink) -> None:
 # -- restore -------------------------------------------------------------------------------
 
 
-def read_save_header(path: str) -> DomainConfig:
+def read_save_header(path: str, confinement: Confinement | None = None) -> DomainConfig:
     """Open the save file at `path`, check its header and return the domain it carries.
 
-    Raises `InvalidArgError` for a missing, truncated, foreign or corrupted file.
+    Raises `InvalidArgError` for a missing, truncated, foreign or corrupted file, or one that
+    is not a regular file; `AccessDeniedError` for a path outside `confinement`.
     """
-    with SaveFileReader(path, DRIVER_NAME) as reader:
-        try:
-            return parse_domain_xml(reader.xml)
-        except XMLError as exc:
-            raise InvalidArgError(
-                f"save file {path} carries domain XML virtjob cannot use: {exc}"
-            ) from None
+    with SaveFileReader(path, DRIVER_NAME, confinement=confinement) as reader:
+        return saved_domain(reader)
+
+
+def saved_domain(reader: SaveFileReader) -> DomainConfig:
+    """The domain an open save file carries; `InvalidArgError` if its XML is unusable."""
+    try:
+        return parse_domain_xml(reader.xml)
+    except XMLError as exc:
+        raise InvalidArgError(
+            f"save file {reader.path} carries domain XML virtjob cannot use: {exc}"
+        ) from None
 
 
 def restorable(host: QemuHost, config: DomainConfig) -> QemuDomain | None:
@@ -338,8 +347,8 @@ def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Plan:
     waker = Waker()
 
     def work(ctx: JobContext) -> DomainRef | None:
-        with SaveFileReader(path, DRIVER_NAME) as reader:
-            if read_save_header(path) != config:
+        with SaveFileReader(path, DRIVER_NAME, confinement=host.confinement) as reader:
+            if saved_domain(reader) != config:
                 raise InvalidArgError(f"save file {path} changed while the restore was queued")
             with host.lock:
                 restorable(host, config)
@@ -424,7 +433,8 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
         prior = str(monitor.execute("query-status").get("status"))
         read_fd, write_fd = make_pipe()
         cancelled = False
-        with AtomicFile(path) as out:
+        what = f"a core dump of domain {ref.name!r}"
+        with AtomicFile(path, what=what, confinement=host.confinement) as out:
             try:
                 monitor.send_fd(write_fd, "virtjob-dump")
             except BaseException:
