@@ -56,8 +56,6 @@ MAX_WAIT = 60.0
 """Longest long-poll a client may ask for, in seconds."""
 KEEPALIVE = 15.0
 """Seconds between two keep-alive comments on a quiet event stream."""
-RECHECK = 1.0
-"""Seconds between two direct checks of a job while waiting (a bound on any missed event)."""
 
 _STATUS: dict[ErrorCode, int] = {
     ErrorCode.NO_DOMAIN: 404,
@@ -255,17 +253,7 @@ def _job_routes(api: APIRouter, service: Service) -> None:
 
         The answer is the job either way: look at ``info.state`` to know which.
         """
-        tracked = recorder.get(job_id)
-        if tracked is not None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            channel = tracked.channel
-            while not channel.info.state.terminal:
-                left = deadline - loop.time()
-                if left <= 0 or _final_now(tracked.job):
-                    break
-                await channel.changed(channel.version, min(left, RECHECK))
-        return _json(recorder.payload(job_id))
+        return _json(await recorder.wait(job_id, timeout))
 
     @api.get(
         "/jobs/{job_id}/events",
@@ -288,7 +276,9 @@ def _job_routes(api: APIRouter, service: Service) -> None:
             payload = recorder.payload(job_id)  # NoJobError if unknown
             events: AsyncIterator[bytes] = _single_event(payload["info"])
         else:
-            events = _event_stream(tracked.channel, tracked.job, interval)
+            events = recorder.following(
+                tracked, _event_stream(tracked.channel, tracked.job, interval)
+            )
         return StreamingResponse(
             events,
             media_type="text/event-stream",

@@ -1,19 +1,29 @@
 """`Recorder`: every job the daemon started, live or from its history, and their persistence.
 
-For each job it starts, the daemon calls `Recorder.track`, which
+For each job a host accepts, the daemon calls `Recorder.track` at once, which
 
-- inserts the job's row in the store at once;
-- starts a watcher thread that follows ``job.watch()`` and (1) hands every change to the
-  job's `Channel` on the event loop, for long-polls and event streams, and (2) writes a
-  progress snapshot to the store on a state change and at most once per `SNAPSHOT_EVERY`
-  seconds otherwise;
+- inserts the job's row in the store (if that fails, the job is cancelled and the request
+  fails with `OperationFailedError` naming it: no job runs unrecorded);
 - registers a done callback that writes the final state, error and result as soon as the job
-  ends, then applies the retention limit.
+  ends, then applies the retention limit;
+- has the job followed by one of a fixed pool of `WATCHERS` threads (not a thread per job):
+  the job marks a `ChangeFeed` on every change (`LocalJobDriver.job_follow`), and the
+  watcher (1) hands the new info to the job's `Channel` on the event loop, for long-polls and
+  event streams, and (2) writes a progress snapshot to the store on a state change at once,
+  otherwise at most once per `SNAPSHOT_EVERY` seconds (the last one is never left unwritten).
+
+**Retention.** A finished job is *held*, never pruned, while someone waits for it: a long
+poll (`wait`) or an event stream (`following`) is open on it, or nobody has yet been handed
+its end by a long poll (so a client that started it and then waits, even after a storm of
+other jobs, finds it) — that last hold lapses `UNSEEN_HOLD` seconds after the end, so jobs
+nobody ever asks about do not pile up. ``--retain-jobs N`` keeps the N most recently ended
+of the other finished jobs.
 
 Jobs of a previous daemon process exist only as stored rows: `payload` and `list_payloads`
 serve both kinds the same way. `recover` runs at start-up, before any request: jobs left
-queued or running by a daemon that died are marked FAILED ("interrupted by daemon restart")
-and the hidden partial files beside their target paths are removed.
+queued or running by a daemon that died are marked FAILED ("interrupted by daemon restart",
+saying which of the two they were) and the hidden partial files beside their target paths
+are removed.
 """
 
 from __future__ import annotations
@@ -23,13 +33,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.drivers.remote import wire
-from virtjob.errors import JobTimeoutError, NoJobError, VirtError
+from virtjob.errors import JobTimeoutError, NoJobError, OperationFailedError, VirtError
 from virtjob.files import remove_stale_partials
 from virtjob.jobs import Job, JobInfo, JobState
+from virtjob.jobs.feed import ChangeFeed
 
 from .store import JobRow, Store
 
@@ -37,10 +48,25 @@ log = logging.getLogger("virtjob.daemon")
 
 SNAPSHOT_EVERY = 1.0
 """Seconds between two stored progress snapshots of a running job (state changes go at once)."""
-INTERRUPTED = (
-    "interrupted by daemon restart: virtjobd stopped while this job was {state}; its partial"
-    " output was removed, start the operation again"
-)
+WATCHERS = 2
+"""Threads that follow every live job of the daemon, whatever their number."""
+UNSEEN_HOLD = 600.0
+"""Seconds a finished job whose end no long poll has handed out yet is kept past the limit."""
+HOLD_CHECK = 10.0
+"""Seconds between two looks for lapsed holds (see `UNSEEN_HOLD`)."""
+RECHECK = 1.0
+"""Seconds between two direct checks of a job during a long poll (a bound on a missed event)."""
+INTERRUPTED = {
+    "queued": (
+        "interrupted by daemon restart: virtjobd stopped while this job was queued; it never"
+        " started and changed nothing, start the operation again"
+    ),
+    "running": (
+        "interrupted by daemon restart: virtjobd stopped while this job was running; its"
+        " partial output was removed, start the operation again"
+    ),
+}
+"""The error message of a job a dead daemon left unfinished, by the state it was recorded in."""
 
 
 class Channel:
@@ -98,9 +124,27 @@ class Channel:
 
 
 class Tracked:
-    """A job this daemon process started: its handle, host, target path, times and channel."""
+    """A job this daemon process started: its handle, host, target path, times and channel.
 
-    __slots__ = ("channel", "created", "ended", "host", "job", "started", "target", "watcher")
+    Also what its watcher last stored (`stored`, `stored_at`) and what holds it back from
+    pruning once it has ended (`waiters`, `seen`, `ended_at`; changed under the recorder's
+    lock).
+    """
+
+    __slots__ = (
+        "channel",
+        "created",
+        "ended",
+        "ended_at",
+        "host",
+        "job",
+        "seen",
+        "started",
+        "stored",
+        "stored_at",
+        "target",
+        "waiters",
+    )
 
     def __init__(self, job: Job, host: str, target: str | None, info: JobInfo) -> None:
         self.job = job
@@ -109,8 +153,12 @@ class Tracked:
         self.created = time.time()
         self.started: float | None = None
         self.ended: float | None = None
+        self.ended_at = 0.0
         self.channel = Channel(info)
-        self.watcher: threading.Thread | None = None
+        self.stored: tuple[JobState, bool] = (info.state, info.bounded)
+        self.stored_at = time.monotonic()
+        self.waiters = 0
+        self.seen = False
 
     def payload(self) -> wire.Json:
         """The job as the API shows it, read fresh from the job driver."""
@@ -180,28 +228,72 @@ def _no_job(job_id: str) -> NoJobError:
     )
 
 
-class Recorder:
-    """Tracks live jobs and serves stored ones; keeps at most `retain` finished jobs."""
+def _final_now(job: Job) -> bool:
+    try:
+        return job.info().state.terminal
+    except VirtError:
+        return True
 
-    def __init__(self, store: Store, retain: int) -> None:
+
+class Recorder:
+    """Tracks live jobs and serves stored ones; keeps at most `retain` finished jobs that
+    nobody waits for (see the module docs). `close()` stops its watcher threads."""
+
+    def __init__(
+        self,
+        store: Store,
+        retain: int,
+        *,
+        unseen_hold: float = UNSEEN_HOLD,
+        watchers: int = WATCHERS,
+    ) -> None:
+        """Start the `watchers` threads; `RuntimeError` if the system refuses one."""
         self._store = store
         self._retain = retain
+        self._unseen_hold = unseen_hold
         self._lock = threading.Lock()
         self._live: dict[str, Tracked] = {}
+        self._polled: dict[str, Tracked] = {}
+        """Live jobs whose job driver cannot be followed (no ``job_follow``): read each tick."""
+        self._held: set[str] = set()
+        """Ids of finished live jobs that someone may still wait for (never pruned)."""
+        self._finals = store.count_final()
+        """Finished jobs in the store (kept up to date, so a prune runs only when needed)."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._feeds = [ChangeFeed() for _ in range(max(1, watchers))]
+        self._threads: list[threading.Thread] = []
+        for number, feed in enumerate(self._feeds):
+            thread = threading.Thread(
+                target=self._watch,
+                args=(feed, number == 0),
+                name=f"virtjobd-watch-{number + 1}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Set the event loop that channels live on (None detaches it, at shutdown)."""
         self._loop = loop
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the watcher threads (waiting up to `timeout` seconds for them)."""
+        for feed in self._feeds:
+            feed.close()
+        deadline = time.monotonic() + timeout
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- start-up -----------------------------------------------------------------------------
 
     def recover(self) -> list[JobRow]:
         """Fail the jobs a dead daemon left unfinished and remove their partial files.
 
-        Returns the rows that were interrupted.
+        Each says whether it was queued or running. Returns the rows that were interrupted.
         """
-        rows = self._store.interrupt_unfinished(INTERRUPTED.format(state="running"))
+        rows = self._store.interrupt_unfinished(INTERRUPTED)
         for row in rows:
             log.warning(
                 "job %s (%s of %r on %s) was %s when the daemon stopped: marked failed",
@@ -213,79 +305,147 @@ class Recorder:
             )
             if row.target:
                 remove_partials(row.target)
+        with self._lock:
+            self._finals = self._store.count_final()
         return rows
 
     # -- tracking -----------------------------------------------------------------------------
 
     def track(self, job: Job, host: str, target: str | None) -> Tracked:
-        """Start recording a job just started on `host` (writing `target`, if any)."""
+        """Record a job `host` has just accepted (writing `target`, if any) and follow it.
+
+        Creates no thread. Raises `OperationFailedError` if the job cannot be recorded: it is
+        then cancelled at once (a queued job never starts), so no job runs unrecorded.
+        """
         tracked = Tracked(job, host, target, job.info())
-        self._store.insert_job(
-            JobRow(
-                id=job.id,
-                host=host,
-                kind=str(job.kind),
-                subject=job.subject,
-                state=str(tracked.channel.info.state),
-                created=tracked.created,
-                started=None,
-                ended=None,
-                bounded=False,
-                elapsed=0.0,
-                percent=None,
-                processed=None,
-                total=None,
-                cancel_requested=False,
-                error_code=None,
-                error_message=None,
-                result_type=None,
-                result_name=None,
-                result_uuid=None,
-                target=target,
-            )
-        )
         with self._lock:
             self._live[job.id] = tracked
-        watcher = threading.Thread(
-            target=self._watch, args=(tracked,), name=f"virtjobd-watch-{job.id}", daemon=True
-        )
-        tracked.watcher = watcher
-        watcher.start()
-        job.add_done_callback(lambda _job: self._finished(tracked))
+        try:
+            self._store.insert_job(
+                JobRow(
+                    id=job.id,
+                    host=host,
+                    kind=str(job.kind),
+                    subject=job.subject,
+                    state=str(tracked.channel.info.state),
+                    created=tracked.created,
+                    started=None,
+                    ended=None,
+                    bounded=False,
+                    elapsed=0.0,
+                    percent=None,
+                    processed=None,
+                    total=None,
+                    cancel_requested=False,
+                    error_code=None,
+                    error_message=None,
+                    result_type=None,
+                    result_name=None,
+                    result_uuid=None,
+                    target=target,
+                )
+            )
+            self._follow(tracked)
+            job.add_done_callback(lambda _job: self._finished(tracked))  # last: may prune it
+        except VirtError as exc:
+            with self._lock:
+                self._live.pop(job.id, None)
+                self._polled.pop(job.id, None)
+            with contextlib.suppress(VirtError):
+                job.cancel()
+            log.error(
+                "job %s (%s of %r) cancelled: recording it failed: %s",
+                job.id,
+                job.kind,
+                job.subject,
+                exc,
+            )
+            raise OperationFailedError(
+                f"job {job.id} ({job.kind} of {job.subject!r}) was cancelled: virtjobd could"
+                f" not record it ({exc}); see the daemon's log, then start it again"
+            ) from exc
         return tracked
 
-    def _watch(self, tracked: Tracked) -> None:
+    def _follow(self, tracked: Tracked) -> None:
         job = tracked.job
-        stored: tuple[JobState, bool] = (JobState.QUEUED, False)
-        stored_at = 0.0
-        try:
-            for info in job.watch(0.0):
-                if tracked.started is None and info.state is not JobState.QUEUED:
-                    tracked.started = max(tracked.created, time.time() - info.elapsed)
-                self._post(tracked.channel, info)
-                if info.state.terminal:
-                    return  # the done callback records the final state
+        follow = getattr(job.driver, "job_follow", None)
+        if follow is None:  # a job driver that cannot be followed: read it on every tick
+            with self._lock:
+                self._polled[job.id] = tracked
+            return
+        follow(job.id, self._feeds[hash(job.id) % len(self._feeds)])
+
+    def _watch(self, feed: ChangeFeed, first: bool) -> None:
+        """One watcher thread: follow the jobs that mark `feed` (the first one also does the
+        periodic chores: jobs that cannot be followed, and lapsed holds)."""
+        unsaved: dict[str, Tracked] = {}  # progress not stored yet (throttled)
+        next_check = time.monotonic() + HOLD_CHECK
+        while not feed.closed:
+            timeout = SNAPSHOT_EVERY
+            if unsaved:
+                due = min(t.stored_at for t in unsaved.values()) + SNAPSHOT_EVERY
+                timeout = min(timeout, max(0.0, due - time.monotonic()))
+            changed = feed.take(timeout)
+            try:
+                for job_id in changed:
+                    tracked = self._live.get(job_id)
+                    if tracked is not None:
+                        self._observe(tracked, unsaved)
                 now = time.monotonic()
-                if (info.state, info.bounded) != stored or now - stored_at >= SNAPSHOT_EVERY:
-                    stored, stored_at = (info.state, info.bounded), now
-                    self._store.update_progress(
-                        job.id,
-                        str(info.state),
-                        tracked.started,
-                        info.bounded,
-                        info.elapsed,
-                        info.percent,
-                        info.processed,
-                        info.total,
-                        info.cancel_requested,
-                    )
-        except VirtError as exc:
-            log.error("watching job %s failed: %s", job.id, exc)
+                for tracked in list(unsaved.values()):
+                    if now - tracked.stored_at >= SNAPSHOT_EVERY:
+                        self._observe(tracked, unsaved)
+                if first:
+                    with self._lock:
+                        polled = list(self._polled.values())
+                    for tracked in polled:
+                        self._observe(tracked, unsaved)
+                    if now >= next_check:
+                        next_check = now + HOLD_CHECK
+                        self._lapse_holds()
+            except Exception:  # one bad job or store error must not stop following the rest
+                log.exception("a job watcher failed; it goes on")
+
+    def _observe(self, tracked: Tracked, unsaved: dict[str, Tracked]) -> None:
+        """Hand the job's latest info to its channel and store it (throttled)."""
+        job = tracked.job
+        try:
+            info = job.info()
+        except NoJobError:
+            unsaved.pop(job.id, None)
+            return
+        if tracked.started is None and info.state is not JobState.QUEUED:
+            tracked.started = max(tracked.created, time.time() - info.elapsed)
+        self._post(tracked.channel, info)
+        if info.state.terminal:  # the done callback records the final state
+            unsaved.pop(job.id, None)
+            with self._lock:
+                self._polled.pop(job.id, None)
+            return
+        now = time.monotonic()
+        key = (info.state, info.bounded)
+        if key != tracked.stored or now - tracked.stored_at >= SNAPSHOT_EVERY:
+            tracked.stored, tracked.stored_at = key, now
+            unsaved.pop(job.id, None)
+            self._store.update_progress(
+                job.id,
+                str(info.state),
+                tracked.started,
+                info.bounded,
+                info.elapsed,
+                info.percent,
+                info.processed,
+                info.total,
+                info.cancel_requested,
+            )
+        else:
+            unsaved[job.id] = tracked
 
     def _post(self, channel: Channel, info: JobInfo) -> None:
         loop = self._loop
         if loop is None:
-            channel.info = info  # no loop (tests, shutdown): nobody can be waiting
+            if not channel.info.state.terminal:
+                channel.info = info  # no loop (tests, shutdown): nobody can be waiting
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed
             loop.call_soon_threadsafe(channel.publish, info)
@@ -297,7 +457,11 @@ class Recorder:
             outcome = job.driver.job_outcome(job.id)
         except NoJobError:
             return  # destroyed already
-        tracked.ended = time.time()
+        with self._lock:
+            tracked.ended = time.time()
+            tracked.ended_at = time.monotonic()
+            self._held.add(job.id)  # until someone has seen the end (or the hold lapses)
+        self._post(tracked.channel, info)
         if tracked.started is None and info.elapsed > 0:
             tracked.started = max(tracked.created, tracked.ended - info.elapsed)
         error = result = None
@@ -322,9 +486,50 @@ class Recorder:
                 error,
                 result,
             )
-            self._forget(self._store.prune(self._retain))
+            with self._lock:
+                self._finals += 1
+            self._release(tracked)
         except VirtError:
             log.exception("recording the end of job %s failed", job.id)
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def _still_held(self, tracked: Tracked, now: float) -> bool:
+        """Whether a finished job may still be waited for. The caller holds `_lock`."""
+        if tracked.waiters:
+            return True
+        return not tracked.seen and now - tracked.ended_at < self._unseen_hold
+
+    def _release(self, tracked: Tracked) -> None:
+        """Let a finished job go if nobody holds it any more, then apply the limit."""
+        with self._lock:
+            if tracked.job.id in self._held and not self._still_held(tracked, time.monotonic()):
+                self._held.discard(tracked.job.id)
+        self._prune()
+
+    def _lapse_holds(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for job_id in list(self._held):
+                tracked = self._live.get(job_id)
+                if tracked is None or not self._still_held(tracked, now):
+                    self._held.discard(job_id)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Drop the oldest finished jobs nobody holds beyond the `retain` newest."""
+        with self._lock:
+            if self._finals - len(self._held) <= self._retain:
+                return
+            exempt = set(self._held)
+        try:
+            ids = self._store.prune(self._retain, exempt)
+        except VirtError:
+            log.exception("applying the retention limit failed")
+            return
+        with self._lock:
+            self._finals -= len(ids)
+        self._forget(ids)
 
     def _forget(self, ids: Iterable[str]) -> None:
         for job_id in ids:
@@ -333,6 +538,18 @@ class Recorder:
             if tracked is not None:
                 with contextlib.suppress(VirtError):
                     tracked.job.destroy()
+
+    def _enter(self, tracked: Tracked) -> None:
+        with self._lock:
+            tracked.waiters += 1
+
+    def _leave(self, tracked: Tracked, *, seen: bool = False) -> None:
+        with self._lock:
+            tracked.waiters -= 1
+            tracked.seen = tracked.seen or seen
+            ended = tracked.ended is not None
+        if ended:
+            self._release(tracked)
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -352,6 +569,43 @@ class Recorder:
         if row is None:
             raise _no_job(job_id)
         return row_payload(row)
+
+    async def wait(self, job_id: str, timeout: float) -> wire.Json:
+        """Long poll: the job as soon as it is final, or after `timeout` seconds.
+
+        Holds the job meanwhile; an answer that shows its end lets it go (the retention limit
+        may then drop it). `NoJobError` if there is no such job.
+        """
+        tracked = self._live.get(job_id)
+        if tracked is None:
+            return self.payload(job_id)
+        self._enter(tracked)
+        seen = False
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            channel = tracked.channel
+            while not channel.info.state.terminal:
+                left = deadline - loop.time()
+                if left <= 0 or _final_now(tracked.job):
+                    break
+                await channel.changed(channel.version, min(left, RECHECK))
+            payload = self.payload(job_id)
+            seen = JobState(payload["info"]["state"]).terminal
+            return payload
+        finally:
+            self._leave(tracked, seen=seen)
+
+    async def following(
+        self, tracked: Tracked, events: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """`events` (a job's event stream), holding the job while the stream is open."""
+        self._enter(tracked)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self._leave(tracked)
 
     def list_payloads(self, host: str | None) -> list[wire.Json]:
         """Every job (of `host`, when given), oldest first."""
@@ -381,7 +635,11 @@ class Recorder:
                 tracked.job.destroy()  # OperationInvalidError while it runs
             with self._lock:
                 self._live.pop(job_id, None)
-        if not self._store.delete_job(job_id) and tracked is None:
+                self._held.discard(job_id)
+        if self._store.delete_job(job_id):
+            with self._lock:
+                self._finals -= 1
+        elif tracked is None:
             raise _no_job(job_id)
 
     # -- shutting down ------------------------------------------------------------------------
@@ -420,10 +678,6 @@ class Recorder:
                 late.append(tracked)
             except NoJobError:
                 pass
-        with self._lock:
-            watchers = [t.watcher for t in self._live.values() if t.watcher is not None]
-        for watcher in watchers:
-            watcher.join(max(0.0, deadline - time.monotonic()))
         return late
 
 

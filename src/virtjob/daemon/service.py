@@ -106,6 +106,7 @@ class Service:
             )
         self.recorder.attach_loop(None)
         self.hosts.close()
+        self.recorder.close()
         self.store.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the state directory's lock

@@ -3,7 +3,8 @@
 Two tables:
 
 - ``jobs``: one row per job the daemon started, kept until the job is destroyed or falls out
-  of the retention limit (the oldest finished jobs go first). Rows are written when the job is
+  of the retention limit (the oldest finished jobs go first, never one the caller says is
+  still waited for). Rows are written when the job is
   created, as it progresses (the recorder throttles this), and when it ends.
 - ``definitions``: for drivers whose definitions live only in memory (the test driver), the
   latest XML of every domain and network defined through the daemon, or a tombstone (NULL XML)
@@ -22,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,28 +263,38 @@ class Store:
             )
         return [_job_row(row) for row in rows]
 
+    def count_final(self) -> int:
+        """How many finished jobs are stored."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')"
+        )
+        return int(rows[0][0])
+
     def delete_job(self, job_id: str) -> bool:
         """Forget job `job_id`; return whether there was such a row."""
         with self._tx() as db:
             return db.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0
 
-    def prune(self, keep: int) -> list[str]:
-        """Delete all but the `keep` most recently ended final jobs; return the deleted ids."""
+    def prune(self, keep: int, exempt: Collection[str] = ()) -> list[str]:
+        """Delete all but the `keep` most recently ended final jobs; return the deleted ids.
+
+        Jobs in `exempt` (someone still waits for them) are neither deleted nor counted.
+        """
         with self._tx() as db:
             rows = db.execute(
                 "SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')"
-                " ORDER BY ended DESC, rowid DESC LIMIT -1 OFFSET ?",
-                (keep,),
+                " ORDER BY ended DESC, rowid DESC"
             ).fetchall()
-            ids = [row[0] for row in rows]
+            ids = [row[0] for row in rows if row[0] not in exempt][keep:]
             db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
         return ids
 
-    def interrupt_unfinished(self, message: str) -> list[JobRow]:
-        """Mark every queued or running job FAILED with `message` (code operation-failed).
+    def interrupt_unfinished(self, messages: Mapping[str, str]) -> list[JobRow]:
+        """Mark every queued or running job FAILED (code operation-failed).
 
-        Called at start-up: those jobs belonged to a daemon that is gone. Returns their rows
-        as they were, so the caller can clean up after them (partial files).
+        Its message is ``messages[state]``, the state it was recorded in ("queued" or
+        "running"). Called at start-up: those jobs belonged to a daemon that is gone. Returns
+        their rows as they were, so the caller can clean up after them (partial files).
         """
         now = time.time()
         with self._tx() as db:
@@ -293,10 +304,10 @@ class Store:
                     f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running')"
                 ).fetchall()
             ]
-            db.execute(
+            db.executemany(
                 "UPDATE jobs SET state='failed', ended=?, error_code='operation-failed',"
-                " error_message=? WHERE state IN ('queued', 'running')",
-                (now, message),
+                " error_message=? WHERE id=?",
+                [(now, messages[row.state], row.id) for row in rows],
             )
         return rows
 
@@ -314,6 +325,15 @@ class Store:
                 "INSERT INTO definitions (host, type, uuid, name, xml) VALUES (?, ?, ?, ?, ?)",
                 (host, type_, uuid, name, xml),
             )
+
+    def forget_definitions(self, host: str) -> int:
+        """Drop every recorded definition and undefine of `host`; return how many there were.
+
+        For a host whose driver keeps its own definitions: a record of the daemon's would
+        only replay stale XML over the driver's.
+        """
+        with self._tx() as db:
+            return db.execute("DELETE FROM definitions WHERE host=?", (host,)).rowcount
 
     def definitions(self) -> list[Definition]:
         """Every recorded definition and undefine, in the order they happened."""

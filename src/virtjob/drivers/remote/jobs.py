@@ -11,6 +11,12 @@ The same `virtjob.jobs.Job` class serves remote jobs: each of its calls becomes 
 
 Results come back as `DomainRef`/`NetworkRef` (so `Connection.bind` makes Domain/Network
 objects of them); errors are rebuilt as the `VirtError` subclass their code names.
+
+The end of a job, once this client has been handed it (by a long poll or a lookup), is kept
+(the last `ENDS_KEPT` of them) and answers for the job if the daemon has since let it go
+(``--retain-jobs``: the daemon keeps a job until a long poll has handed out its end, so
+``dom.save()`` — a wait, then a look at the outcome — always finds it). A job this client
+destroys is forgotten at once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from virtjob.errors import ConnectError, JobTimeoutError, NoJobError, VirtError
@@ -32,6 +39,8 @@ POLL = 30.0
 """Longest single long poll, in seconds (the daemon allows up to 60)."""
 RETRY = 1.0
 """Seconds a done-callback waiter pauses before retrying after a connection failure."""
+ENDS_KEPT = 1024
+"""Final job views a driver remembers (see the module docs)."""
 
 
 class RemoteJobDriver:
@@ -41,6 +50,7 @@ class RemoteJobDriver:
         self._transport = transport
         self._lock = threading.Lock()
         self._callbacks: dict[str, list[Callable[[], None]]] = {}
+        self._ends: OrderedDict[str, wire.JobView] = OrderedDict()
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -52,8 +62,34 @@ class RemoteJobDriver:
         return f"{wire.API_PREFIX}/jobs/{quote_segment(job_id)}{action}"
 
     def fetch(self, job_id: str) -> wire.JobView:
-        """The job's current view: ``GET /v1/jobs/{id}``. `NoJobError` if unknown."""
-        return wire.job_from_dict(self._transport.get(self._path(job_id)))
+        """The job's current view: ``GET /v1/jobs/{id}``. `NoJobError` if unknown.
+
+        A job the daemon has let go after this client saw its end answers with that end.
+        """
+        try:
+            view = wire.job_from_dict(self._transport.get(self._path(job_id)))
+        except NoJobError as exc:
+            return self._seen_end(job_id, exc)
+        self._remember(view)
+        return view
+
+    def _remember(self, view: wire.JobView) -> wire.JobView:
+        """Keep `view` if it shows the job's end (a final view never changes)."""
+        if view.info.state.terminal:
+            with self._lock:
+                self._ends[view.id] = view
+                self._ends.move_to_end(view.id)
+                while len(self._ends) > ENDS_KEPT:
+                    self._ends.popitem(last=False)
+        return view
+
+    def _seen_end(self, job_id: str, missing: NoJobError) -> wire.JobView:
+        """The kept end of job `job_id`; raises `missing` (the daemon's answer) if none."""
+        with self._lock:
+            view = self._ends.get(job_id)
+        if view is None:
+            raise missing
+        return view
 
     def handle(self, view: wire.JobView) -> Job:
         """A `Job` handle, driven by this driver, on the job `view` describes."""
@@ -63,7 +99,10 @@ class RemoteJobDriver:
 
     def job_info(self, job_id: str) -> JobInfo:
         """A snapshot of the job's progress."""
-        data = self._transport.get(self._path(job_id))
+        try:
+            data = self._transport.get(self._path(job_id))
+        except NoJobError as exc:
+            return self._seen_end(job_id, exc).info
         try:
             info = data["info"]
         except (KeyError, TypeError):
@@ -79,14 +118,16 @@ class RemoteJobDriver:
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             left = POLL if deadline is None else min(POLL, max(0.0, deadline - time.monotonic()))
-            view = wire.job_from_dict(
-                self._transport.call(
+            try:
+                answer = self._transport.call(
                     "GET",
                     self._path(job_id, "/wait"),
                     params={"timeout": round(left, 3)},
                     timeout=left + 10.0,
                 )
-            )
+            except NoJobError as exc:
+                return self._seen_end(job_id, exc).info
+            view = self._remember(wire.job_from_dict(answer))
             if view.info.state.terminal:
                 return view.info
             if deadline is not None and time.monotonic() >= deadline:
@@ -97,7 +138,10 @@ class RemoteJobDriver:
 
     def job_watch(self, job_id: str, interval: float) -> Iterator[JobInfo]:
         """Follow the job's event stream; `NoJobError` at once if it is unknown."""
-        stream = self._transport.events(self._path(job_id, "/events"), {"interval": interval})
+        try:
+            stream = self._transport.events(self._path(job_id, "/events"), {"interval": interval})
+        except NoJobError as exc:
+            return iter([self._seen_end(job_id, exc).info])
         return _Watch(job_id, stream)
 
     def job_outcome(self, job_id: str) -> JobOutcome | None:
@@ -150,7 +194,12 @@ class RemoteJobDriver:
                 log.exception("done callback of job %s raised", job_id)
 
     def job_destroy(self, job_id: str) -> None:
-        """Forget a final job; `OperationInvalidError` while it runs."""
+        """Forget a final job; `OperationInvalidError` while it runs.
+
+        Raises `NoJobError` if the daemon no longer has it, even when this client saw its end.
+        """
+        with self._lock:
+            self._ends.pop(job_id, None)
         self._transport.call("DELETE", self._path(job_id))
 
 
