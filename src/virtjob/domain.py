@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from virtjob.drivers.base import DomainInfo, DomainRef, DomainState
-from virtjob.errors import NoJobError
+from virtjob.errors import InvalidArgError, NoJobError
 from virtjob.jobs import Job, JobKind
 
 if TYPE_CHECKING:
@@ -24,6 +24,29 @@ DOMAIN_JOB_KINDS = frozenset(
     }
 )
 """The job kinds that act on a domain (a job's `subject` is then the domain's name)."""
+
+
+MAX_FORCE_AFTER = 3600.0
+"""The longest `Domain.shutdown` waits for a guest before it forces it off, in seconds."""
+
+
+def check_force_after(seconds: object) -> float:
+    """Return `seconds` as a float if it is a number from 0 to `MAX_FORCE_AFTER`.
+
+    Raises `InvalidArgError` naming the value and the range otherwise.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise InvalidArgError(
+            f"force_after={seconds!r} is not a number of seconds;"
+            f" give 0 to {MAX_FORCE_AFTER:g}, or None to only ask the guest"
+        )
+    value = float(seconds)
+    if not 0 <= value <= MAX_FORCE_AFTER:  # also refuses NaN
+        raise InvalidArgError(
+            f"force_after={seconds!r} is out of range; give 0 to {MAX_FORCE_AFTER:g} seconds,"
+            f" or None to only ask the guest"
+        )
+    return value
 
 
 class Domain:
@@ -146,9 +169,21 @@ class Domain:
         """Stop the domain at once (power off); `OperationInvalidError` if it is not running."""
         self._conn.driver.domain_destroy(self._ref)
 
-    def shutdown(self) -> None:
-        """Ask the guest to power off cleanly; `OperationInvalidError` if it is not running."""
-        self._conn.driver.domain_shutdown(self._ref)
+    def shutdown(self, force_after: float | None = None) -> bool:
+        """Ask the guest to power off cleanly (ACPI power button) and return False at once.
+
+        The guest may ignore the request (no OS, or one that is busy or hung): the domain then
+        goes on running. With `force_after` (seconds), wait up to that long for the guest to
+        power off and, if it has not, power the domain off at once as `destroy` does, log a
+        warning on the ``virtjob`` logger and return True; False when the guest obeyed.
+
+        Raises `OperationInvalidError` if the domain is not running (or busy with a job) and
+        `InvalidArgError` if `force_after` is not a number of seconds from 0 to
+        `MAX_FORCE_AFTER`.
+        """
+        if force_after is not None:
+            force_after = check_force_after(force_after)
+        return bool(self._conn.driver.domain_shutdown(self._ref, force_after))
 
     def suspend(self) -> None:
         """Pause the domain's vCPUs; `OperationInvalidError` unless it is running."""

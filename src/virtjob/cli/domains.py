@@ -3,6 +3,7 @@ suspend, resume, shutdown, save, restore, dump."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import click
@@ -27,7 +28,7 @@ from virtjob.cli.output import (
     format_bytes,
     yes_no,
 )
-from virtjob.domain import Domain, DomainInfo
+from virtjob.domain import MAX_FORCE_AFTER, Domain, DomainInfo
 from virtjob.jobs import Job, JobKind
 
 DOMAIN = click.argument("domain", callback=non_empty("list --all"), shell_complete=complete_domain)
@@ -243,12 +244,48 @@ resume = _immediate(
 )
 
 
-shutdown = _immediate(
-    "shutdown",
-    "shutdown",
-    "is being shutdown",
-    "Ask a running domain's guest to power off cleanly.\n\n\b\nExample:\n  virtjob shutdown test",
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse NaN, which click's FloatRange lets through, as a usage error."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter(
+            f"nan is not a number of seconds; give 0 to {MAX_FORCE_AFTER:g}", ctx, param
+        )
+    return value
+
+
+@click.command()
+@DOMAIN
+@click.option(
+    "--force-after",
+    type=click.FloatRange(0, MAX_FORCE_AFTER),
+    callback=_seconds,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the guest to power off; if it has not, power the domain off"
+    " at once (as destroy does) and say so. Default: only ask, and return at once.",
 )
+@pass_app
+def shutdown(app: App, domain: str, force_after: float | None) -> None:
+    """Ask a running domain's guest to power off cleanly (ACPI power button).
+
+    The guest may ignore the request (no OS, or one that is hung): the domain then goes on
+    running. --force-after SECONDS powers it off at once if it is still running by then.
+
+    \b
+    Examples:
+      virtjob shutdown web
+      virtjob shutdown web --force-after 60
+    """
+    dom = app.conn.lookup_domain(domain)
+    if force_after is None:
+        dom.shutdown()
+        click.echo(f"Domain '{dom.name}' is being shutdown")
+    elif dom.shutdown(force_after=force_after):
+        click.echo(
+            f"Domain '{dom.name}' did not power off within {force_after:g} s of the shutdown"
+            f" request; it was forced off"
+        )
+    else:
+        click.echo(f"Domain '{dom.name}' has been shut down")
 
 
 # What a domain is doing while a job runs on it, in virsh's words (``domstate --reason``).

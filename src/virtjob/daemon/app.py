@@ -43,6 +43,8 @@ from .models import (
     NetworkInfoModel,
     PathBody,
     RefModel,
+    ShutdownBody,
+    ShutdownModel,
     VersionModel,
     XmlBody,
     XmlModel,
@@ -481,9 +483,32 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
             return Response(status_code=204)
 
     domain_action("destroy", "Stop the domain at once")
-    domain_action("shutdown", "Ask the guest to shut down")
     domain_action("suspend", "Pause the domain")
     domain_action("resume", "Resume a paused domain")
+
+    @api.post(
+        prefix + "/domains/{key}/shutdown",
+        response_model=ShutdownModel,
+        tags=["domains"],
+        name="domain_shutdown",
+        summary="Ask the guest to shut down",
+    )
+    def shutdown_domain(
+        request: Request,
+        driver: Driver,
+        instance: Instance,
+        key: Key,
+        body: ShutdownBody | None = None,
+    ) -> Response:
+        """Press the guest's power button and answer at once; the guest may ignore it.
+
+        With ``force_after``, answer once the guest is off: if it has not powered off within
+        that many seconds, the domain is powered off at once (logged) and ``forced`` is true.
+        """
+        host = hosted(request, driver, instance)
+        ref = host.driver.lookup_domain(key)
+        force_after = None if body is None else body.force_after
+        return _json({"forced": bool(host.driver.domain_shutdown(ref, force_after))})
 
     @api.post(
         prefix + "/domains/{key}/start", status_code=202, response_model=JobModel, tags=["domains"]

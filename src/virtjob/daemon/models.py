@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from virtjob.domain import MAX_FORCE_AFTER
 from virtjob.errors import ErrorCode
 from virtjob.jobs import JobKind, JobState
 
@@ -22,6 +23,29 @@ class XmlBody(BaseModel):
 
     model_config = _STRICT
     xml: str = Field(description="The XML document.")
+
+
+class ShutdownBody(BaseModel):
+    """How to shut a domain down: only ask the guest (the default), or force it off later."""
+
+    model_config = _STRICT
+    force_after: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_FORCE_AFTER,
+        allow_inf_nan=False,
+        description="Seconds to wait for the guest to power off before the domain is powered"
+        " off at once (logged); null or absent: only ask the guest and answer at once.",
+    )
+
+
+class ShutdownModel(BaseModel):
+    """How a shutdown request ended."""
+
+    forced: bool = Field(
+        description="True when the guest ignored the request for force_after seconds and the"
+        " domain was powered off at once."
+    )
 
 
 class PathBody(BaseModel):

@@ -3,9 +3,11 @@
 ``qemu:///session`` keeps its domain definitions under ``$VIRTJOB_STATE_DIR`` (else
 ``~/.local/share/virtjob``) and runs guests as children of this process, spoken to over QMP
 with the ``qemu.qmp`` library. KVM is used when ``/dev/kvm`` is usable, TCG otherwise;
-``?accel=kvm|tcg`` forces one, ``?shutdown_timeout=SECONDS`` (default 60) bounds an ACPI
-shutdown before QEMU is killed. Guests die with the process that runs them; to keep guests
-and jobs across processes, run them in ``virtjobd`` and connect with ``qemu+unix:///session``.
+``?accel=kvm|tcg`` forces one. ``shutdown`` only asks the guest (ACPI); with
+``?shutdown_timeout=SECONDS`` every shutdown on the connection kills QEMU (logged) when the guest
+has not powered off by then, as ``shutdown(force_after=SECONDS)`` does. Guests die with the
+process that runs them; to keep guests and jobs across processes, run them in ``virtjobd`` and
+connect with ``qemu+unix:///session``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from virtjob.errors import InvalidArgError
 from virtjob.uri import ConnectURI
 
 STATE_ENV = "VIRTJOB_STATE_DIR"
-DEFAULT_SHUTDOWN_TIMEOUT = 60.0
 
 __all__ = ["QemuDriver", "connect", "state_dir"]
 
@@ -30,6 +31,25 @@ def state_dir() -> str:
     if configured:
         return os.path.abspath(configured)
     return os.path.join(os.path.expanduser("~"), ".local", "share", "virtjob")
+
+
+def _shutdown_timeout(uri: ConnectURI) -> float | None:
+    """``?shutdown_timeout=SECONDS``: the connection's default `force_after`, None if absent.
+
+    Raises `InvalidArgError` when it is not a number of seconds above 0 and below a day.
+    """
+    timeout_text = uri.params.get("shutdown_timeout")
+    if timeout_text is None:
+        return None
+    try:
+        shutdown_timeout = float(timeout_text)
+    except ValueError:
+        shutdown_timeout = -1.0
+    if not 0 < shutdown_timeout < 86400:
+        raise InvalidArgError(
+            f"shutdown_timeout={timeout_text!r} in {uri} is not a number of seconds"
+        )
+    return shutdown_timeout
 
 
 def connect(uri: ConnectURI) -> QemuDriver:
@@ -47,15 +67,7 @@ def connect(uri: ConnectURI) -> QemuDriver:
         raise InvalidArgError(f"accel={accel!r} in {uri}: use 'kvm' or 'tcg'")
     if accel == "kvm" and not kvm_usable():
         raise InvalidArgError(f"{uri} asks for KVM but /dev/kvm is not usable here; use accel=tcg")
-    timeout_text = uri.params.get("shutdown_timeout", str(DEFAULT_SHUTDOWN_TIMEOUT))
-    try:
-        shutdown_timeout = float(timeout_text)
-    except ValueError:
-        shutdown_timeout = -1.0
-    if not 0 < shutdown_timeout < 86400:
-        raise InvalidArgError(
-            f"shutdown_timeout={timeout_text!r} in {uri} is not a number of seconds"
-        )
+    shutdown_timeout = _shutdown_timeout(uri)
     directory = state_dir()
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)

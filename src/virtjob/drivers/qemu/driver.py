@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import logging
 from typing import NoReturn
 
 from virtjob.config import format_domain_xml, parse_domain_xml
@@ -42,11 +42,12 @@ class QemuDriver:
     """Implements the driver protocol over a shared `QemuHost`.
 
     Networks are not managed by this driver yet: every network call raises `NoSupportError`
-    (the test driver covers them). `shutdown` asks the guest by ACPI and kills QEMU if it has
-    not powered off after `shutdown_timeout` seconds.
+    (the test driver covers them). `shutdown` asks the guest by ACPI and returns; it kills QEMU
+    only when asked to (`force_after`, or `shutdown_timeout` from the URI's
+    ``?shutdown_timeout=``: the default `force_after` of this connection, None when not given).
     """
 
-    def __init__(self, host: QemuHost, uri: str, shutdown_timeout: float) -> None:
+    def __init__(self, host: QemuHost, uri: str, shutdown_timeout: float | None = None) -> None:
         self.host = host
         self.uri = uri
         self.shutdown_timeout = shutdown_timeout
@@ -148,18 +149,33 @@ class QemuDriver:
         _, process = self.host.running_process(ref, "destroy")
         process.kill()
 
-    def domain_shutdown(self, ref: DomainRef) -> None:
-        """Press the guest's ACPI power button; kill QEMU if it has not stopped in time."""
+    def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> bool:
+        """Press the guest's ACPI power button (QMP ``system_powerdown``) and return False.
+
+        With `force_after` (else this connection's `shutdown_timeout`, if any), wait that many
+        seconds for QEMU to exit; if it has not, kill it, log a warning and return True. A job
+        started on the domain meanwhile is not killed under it: `OperationInvalidError`.
+        """
         self._refuse_if_busy(ref.name, f"shut down domain {ref.name!r}")
         _, process = self.host.running_process(ref, "shut down")
         process.expected_exit = True
         process.monitor.execute("system_powerdown")
-
-        def fallback() -> None:
-            if not process.exited.wait(self.shutdown_timeout):
-                process.kill()
-
-        threading.Thread(target=fallback, name=f"virtjob-shutdown-{ref.name}", daemon=True).start()
+        if force_after is None:
+            force_after = self.shutdown_timeout
+        if force_after is None or process.exited.wait(force_after):
+            return False
+        self._refuse_if_busy(
+            ref.name, f"force domain {ref.name!r} off after it ignored the shutdown request"
+        )
+        logging.getLogger(__name__).warning(
+            "domain %r did not power off within %g s of the shutdown request;"
+            " killing its QEMU (pid %d) as asked (force_after)",
+            ref.name,
+            force_after,
+            process.pid,
+        )
+        process.kill()
+        return True
 
     def domain_suspend(self, ref: DomainRef) -> None:
         """Pause the guest's vCPUs."""

@@ -142,8 +142,15 @@ class TestDriver:
         with self.host.lock:
             self.host.stop(self._active_domain(ref, "destroy"))
 
-    def domain_shutdown(self, ref: DomainRef) -> None:
-        """The simulated guest shuts down cleanly and at once."""
+    def domain_shutdown(
+        self,
+        ref: DomainRef,
+        force_after: float | None = None,  # noqa: ARG002 - never needed: the guest obeys
+    ) -> bool:
+        """The simulated guest obeys the power button at once, so it is never forced: False.
+
+        `force_after` is accepted as the other drivers take it; nothing waits for it.
+        """
         with self.host.lock:
             domain = self._active_domain(ref, "shut down")
             if domain.state is not DomainState.RUNNING:
@@ -151,6 +158,7 @@ class TestDriver:
                     f"cannot shut down domain {ref.name!r}: it is {domain.state}; resume it first"
                 )
             self.host.stop(domain)
+        return False
 
     def domain_suspend(self, ref: DomainRef) -> None:
         """Pause the domain."""
