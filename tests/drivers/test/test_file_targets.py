@@ -165,45 +165,57 @@ def test_restore_from_a_special_file_is_refused_at_once(
 # -- re-checked when the job starts ----------------------------------------------------------
 
 
-@pytest.fixture
-def one_slot(tmp_path: Path) -> Iterator[tuple[Connection, Callable[[], None]]]:
-    """A fresh test host that runs one job at a time, with that slot taken by a network job.
+class Slot:
+    """The one job slot of a host: `hold()` fills it with a slow network job, `release()`
+    cancels that job. Jobs started while it is held wait QUEUED, so what they find when they
+    start is up to the test."""
 
-    Yields a connection and `release()`, which cancels the blocking job: jobs started before
-    it wait QUEUED, so what they find when they start is up to the test.
-    """
+    def __init__(self, host: test_host.TestHost, uri: str) -> None:
+        self._crawl = test_driver.TestDriver(host, 1 << 20, uri)
+        self._held: list[virtjob.Job] = []
+
+    def hold(self) -> None:
+        """Fill the slot (the job stays running until `release()`)."""
+        n = len(self._held)
+        self._held.append(self._crawl.create_network_job(network_xml(f"blocker{n}", f"vjblock{n}")))
+
+    def release(self) -> None:
+        """Free the slot."""
+        for job in self._held:
+            job.cancel()
+            job.wait(timeout=10)
+
+
+@pytest.fixture
+def one_slot() -> Iterator[tuple[Connection, Slot]]:
+    """A connection to a fresh test host that runs one job at a time, and that slot."""
     name = f"files{next(_hosts)}"
     host = test_host.TestHost(name, jobs=LocalJobDriver(1))
     uri = f"test:///{name}?rate={FAST}"
     conn = Connection(test_driver.TestDriver(host, FAST, uri), parse_uri(uri))
-    crawl = test_driver.TestDriver(host, 1 << 20, uri)
-    blocker = crawl.create_network_job(network_xml("blocker", "vjblock0"))
-
-    def release() -> None:
-        blocker.cancel()
-        blocker.wait(timeout=10)
-
+    slot = Slot(host, uri)
     try:
-        yield conn, release
+        yield conn, slot
     finally:
-        release()
+        slot.release()
         conn.close()
         host.jobs.close(timeout=10)
 
 
 @pytest.mark.parametrize("op", OPS)
 def test_a_target_replaced_by_a_fifo_while_queued_is_refused_when_the_job_starts(
-    one_slot: tuple[Connection, Callable[[], None]], tmp_path: Path, op: str
+    one_slot: tuple[Connection, Slot], tmp_path: Path, op: str
 ) -> None:
     """Checked fine at the call, the target becomes a FIFO while the job waits: the job fails
     with InvalidArgError before the domain is paused, and the FIFO is left alone."""
-    conn, release = one_slot
+    conn, slot = one_slot
     target = tmp_path / "later.out"
     dom = conn.lookup_domain("test")
+    slot.hold()
     job = OPS[op](dom, str(target))
     assert job.info().state is JobState.QUEUED
     os.mkfifo(target)
-    release()
+    slot.release()
     with pytest.raises(virtjob.InvalidArgError, match="FIFO"):
         job.result(timeout=10)
     assert dom.state() is DomainState.RUNNING
@@ -258,21 +270,22 @@ def test_a_confined_host_refuses_targets_outside_and_in_the_excluded_dir(
 
 @pytest.mark.parametrize("op", OPS)
 def test_a_directory_swapped_for_a_symlink_while_queued_cannot_escape(
-    one_slot: tuple[Connection, Callable[[], None]], dirs: dict[str, Path], op: str
+    one_slot: tuple[Connection, Slot], dirs: dict[str, Path], op: str
 ) -> None:
     """The path is fine when the job is requested; while it waits in the queue its directory
     becomes a symlink to outside the allowed dirs: the job fails with AccessDeniedError and
     nothing is written outside."""
-    conn, release = one_slot
+    conn, slot = one_slot
     confine(conn, dirs)
     sub = dirs["allowed"] / "sub"
     sub.mkdir()
     dom = conn.lookup_domain("test")
+    slot.hold()
     job = OPS[op](dom, str(sub / "x.out"))
     assert job.info().state is JobState.QUEUED
     sub.rmdir()
     sub.symlink_to(dirs["outside"])
-    release()
+    slot.release()
     with pytest.raises(virtjob.AccessDeniedError, match="outside"):
         job.result(timeout=10)
     assert dom.state() is DomainState.RUNNING
@@ -338,3 +351,40 @@ def test_a_crafted_huge_image_is_refused_without_being_read(
     assert peak < 8 * MIB
     assert conn.list_jobs() == []
     assert dom.state() is DomainState.SHUTOFF
+
+
+@pytest.mark.timeout(20)
+def test_a_restore_source_swapped_while_queued_is_refused_when_the_job_starts(
+    one_slot: tuple[Connection, Slot], dirs: dict[str, Path]
+) -> None:
+    """A restore accepted from an allowed directory fails when it starts if, while it waited,
+    its directory became a symlink to outside (holding a save file too: AccessDeniedError), or
+    its file became a FIFO (InvalidArgError, at once, not blocking)."""
+    conn, slot = one_slot
+    dom = conn.lookup_domain("test")
+    dom.save(str(dirs["outside"] / "x.save"))
+    saved = (dirs["outside"] / "x.save").read_bytes()
+    confine(conn, dirs)
+    sub = dirs["allowed"] / "sub"
+    sub.mkdir()
+    for swap, error, words in [
+        ("directory", virtjob.AccessDeniedError, "outside"),
+        ("fifo", virtjob.InvalidArgError, "FIFO"),
+    ]:
+        (sub / "x.save").write_bytes(saved)
+        slot.hold()
+        restore = conn.restore_job(str(sub / "x.save"))
+        assert restore.info().state is JobState.QUEUED
+        (sub / "x.save").unlink()
+        if swap == "directory":
+            sub.rmdir()
+            sub.symlink_to(dirs["outside"])
+        else:
+            os.mkfifo(sub / "x.save")
+        slot.release()
+        with pytest.raises(error, match=words):
+            restore.result(timeout=10)
+        assert dom.state() is DomainState.SHUTOFF
+        if swap == "directory":
+            sub.unlink()
+            sub.mkdir()
