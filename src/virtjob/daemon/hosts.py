@@ -103,6 +103,8 @@ class Hosts:
                 variants = self._open[host] = OrderedDict()
                 if hosted.keeps_definitions:
                     self._replay(hosted)
+                elif self._store.forget_definitions(host):  # stale: the driver's files rule
+                    log.warning("%s keeps its own definitions: dropped virtjobd's records", host)
             variants[key] = hosted
             while len(variants) > MAX_VARIANTS:
                 _, old = variants.popitem(last=False)

@@ -47,6 +47,8 @@ class QemuDriver:
     ``?shutdown_timeout=``: the default `force_after` of this connection, None when not given).
     """
 
+    persists_definitions = True  # under the state directory: virtjobd must not replay its own
+
     def __init__(self, host: QemuHost, uri: str, shutdown_timeout: float | None = None) -> None:
         self.host = host
         self.uri = uri
