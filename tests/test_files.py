@@ -99,6 +99,33 @@ def test_a_special_target_is_refused_and_left_alone(
     assert snapshot(tmp_path) == before
 
 
+def test_a_link_to_a_pipe_is_refused_like_dev_stdout_on_a_pipe(tmp_path: Path) -> None:
+    """A symlink to /proc/self/fd/N of a pipe (what /dev/stdout is under ``| gzip``) is a FIFO
+    target, refused; realpath's made-up ``pipe:[N]`` name is never created."""
+    read_end, write_end = os.pipe()
+    try:
+        link = tmp_path / "stdout"
+        link.symlink_to(f"/proc/self/fd/{write_end}")
+        with pytest.raises(InvalidArgError, match="FIFO"):
+            check_target(str(link), "a core dump")
+        with pytest.raises(InvalidArgError, match="FIFO"):
+            open_source(str(link))
+        assert link.is_symlink()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_a_dangling_symlink_is_refused(tmp_path: Path) -> None:
+    """A symlink to nothing is not written through (the file would appear elsewhere)."""
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "elsewhere" / "x")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(InvalidArgError, match="does not exist"):
+        check_target(str(link), "a save")
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
 def test_a_symlink_to_a_regular_file_is_written_through(tmp_path: Path) -> None:
     """The file a symlink points to is replaced; the symlink stays a symlink."""
     real = tmp_path / "real.save"

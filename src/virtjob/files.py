@@ -110,6 +110,24 @@ def _shown(path: str, real: str) -> str:
     return f"{path} (which resolves to {real})"
 
 
+def _followed(path: str, real: str, subject: str) -> os.stat_result | None:
+    """What `path` leads to when the kernel follows it (magic ``/proc/*/fd`` links included),
+    None if nothing is there. Refuses a symlink that leads nowhere: writing through it would
+    create a file somewhere the caller did not name (for ``/dev/stdout`` on a pipe, ``realpath``
+    gives a made-up ``pipe:[N]`` name).
+    """
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        pass
+    if os.path.islink(path):
+        raise InvalidArgError(
+            f"{subject}: it is a symlink to {real}, which does not exist; give the path of the"
+            f" file itself"
+        )
+    return None
+
+
 def _resolve(path: str, confinement: Confinement | None, subject: str) -> str:
     """Resolve `path` to an absolute path without symlinks and check it against `confinement`.
 
@@ -205,6 +223,17 @@ def _changed(subject: str, at: str, confinement: Confinement | None) -> VirtErro
     return AccessDeniedError(message) if confinement is not None else InvalidArgError(message)
 
 
+def _not_regular(subject: str, mode: int) -> InvalidArgError:
+    """The refusal of a target that is a `mode` kind of file, not a regular one."""
+    kind = _kind(mode)
+    hint = (
+        "name a file"
+        if kind == "directory"
+        else "a save or dump only writes regular files: name a new file or a regular one"
+    )
+    return InvalidArgError(f"{subject}: it is a {kind}; {hint}")
+
+
 class Target:
     """A save or dump target, resolved, checked, and with its directory held open.
 
@@ -226,6 +255,10 @@ class Target:
         self.confinement = confinement
         self.subject = f"cannot write {what} to {path}"
         self.real = _resolve(path, confinement, self.subject)
+        followed = _followed(path, self.real, self.subject)
+        if followed is not None and not stat.S_ISREG(followed.st_mode):
+            shown = _shown(path, self.real)
+            raise _not_regular(f"cannot write {what} to {shown}", followed.st_mode)
         directory, self.name = os.path.split(self.real)
         if not self.name:  # the root directory
             raise InvalidArgError(f"{self.subject}: it is a directory; name a file")
@@ -241,6 +274,11 @@ class Target:
                     f" choose a directory you can write to"
                 )
             self.existing = self.recheck()
+            if followed is not None and self.existing is None:
+                raise InvalidArgError(
+                    f"{self.subject}: it leads to {self.real}, which is not there by that path;"
+                    f" give the path of the file itself"
+                )
         except BaseException:
             self.close()
             raise
@@ -274,14 +312,8 @@ class Target:
             return info
         if stat.S_ISLNK(info.st_mode):  # the resolved path had none: it appeared since
             raise _changed(self.subject, self.real, self.confinement)
-        kind = _kind(info.st_mode)
-        hint = (
-            "name a file"
-            if kind == "directory"
-            else "a save or dump only writes regular files: name a new file or a regular one"
-        )
         shown = _shown(self.path, self.real)
-        raise InvalidArgError(f"cannot write {self.what} to {shown}: it is a {kind}; {hint}")
+        raise _not_regular(f"cannot write {self.what} to {shown}", info.st_mode)
 
     def create_partial(self) -> tuple[int, str]:
         """Create and lock a new partial file beside the target; return its fd and name.
@@ -402,6 +434,12 @@ def open_source(
     """
     subject = f"cannot read {what} {path}"
     real = _resolve(path, confinement, subject)
+    followed = _followed(path, real, subject)
+    if followed is not None and not stat.S_ISREG(followed.st_mode):
+        raise InvalidArgError(
+            f"{what} {_shown(path, real)} is a {_kind(followed.st_mode)}, not a regular file;"
+            f" {hint}"
+        )
     directory, name = os.path.split(real)
     try:
         dir_fd = _open_directory(directory)

@@ -100,6 +100,30 @@ def test_a_special_target_is_refused_before_the_domain_is_touched(
 
 
 @pytest.mark.parametrize("op", OPS)
+def test_a_link_to_a_pipe_is_refused_and_the_pipe_gets_nothing(
+    conn: virtjob.Connection, tmp_path: Path, op: str
+) -> None:
+    """``virtjob dump test /dev/stdout | gzip``, without naming /dev/stdout: a symlink to
+    /proc/self/fd/N of a pipe is refused at the call; the link stays and the pipe is empty."""
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(read_end, False)
+        link = tmp_path / "stdout"
+        link.symlink_to(f"/proc/self/fd/{write_end}")
+        dom = conn.lookup_domain("test")
+        with pytest.raises(virtjob.InvalidArgError, match="FIFO"):
+            OPS[op](dom, str(link))
+        assert link.is_symlink()
+        with pytest.raises(BlockingIOError):
+            os.read(read_end, 1)
+        assert dom.state() is DomainState.RUNNING
+        assert conn.list_jobs() == []
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("op", OPS)
 def test_a_symlink_to_a_regular_file_is_written_through_keeping_owner_and_mode(
     conn: virtjob.Connection, tmp_path: Path, op: str
 ) -> None:
