@@ -231,8 +231,9 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def running_daemon() -> Iterator[Daemon]:
-    """Start virtjobd serving test hosts on a short temporary socket; stop it (SIGTERM) after."""
+def running_daemon(**env: str) -> Iterator[Daemon]:
+    """Start virtjobd on a short temporary socket (`env` added to its environment, e.g. a
+    ``VIRTJOB_STATE_DIR`` for its QEMU host); stop it (SIGTERM) afterwards."""
     base = Path(tempfile.mkdtemp(prefix="vj-", dir="/tmp"))  # short: unix socket paths are
     sock, files = base / "sock", base / "files"
     files.mkdir()
@@ -252,7 +253,7 @@ def running_daemon() -> Iterator[Daemon]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(),
+        env=cli_env(**env),
     )
     try:
         assert proc.stderr is not None

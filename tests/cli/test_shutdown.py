@@ -5,14 +5,17 @@ tests/drivers/qemu/test_shutdown.py."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 import virtjob
 from tests.cli.conftest import Invoke
-from tests.cli.helpers import Daemon, run
+from tests.cli.helpers import Daemon, run, running_daemon, write
 from virtjob import DomainState
 from virtjob.cli.output import ExitCode
+from virtjob.drivers.qemu.command import kvm_usable
 from virtjob.errors import InvalidArgError
 
 
@@ -64,3 +67,32 @@ def test_shutdown_with_force_after_through_the_daemon(daemon: Daemon) -> None:
         assert dom.state() is DomainState.RUNNING
         assert dom.shutdown() is False
         assert dom.state() is DomainState.SHUTOFF
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed")
+def test_a_deaf_qemu_guest_through_the_daemon(tmp_path: Path) -> None:
+    """A guest with no OS ignores the power button: only --force-after stops it, and says so."""
+    kind = "kvm" if kvm_usable() else "qemu"
+    xml = write(
+        tmp_path / "deaf.xml",
+        f"<domain type='{kind}'><name>deaf</name><memory unit='MiB'>128</memory>"
+        "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>",
+    )
+    with running_daemon(VIRTJOB_STATE_DIR=str(tmp_path / "qemu-state")) as daemon:
+        uri = f"qemu+unix:///session?socket={daemon.socket}"
+        try:
+            assert run("-c", uri, "define", xml).code == 0
+            assert run("-c", uri, "start", "deaf").code == 0
+            asked = run("-c", uri, "shutdown", "deaf")
+            assert (asked.code, asked.out) == (0, "Domain 'deaf' is being shutdown\n")
+            assert run("-c", uri, "domstate", "deaf").out == "running\n"
+            forced = run("-c", uri, "shutdown", "deaf", "--force-after", "0.5")
+            assert forced.code == 0, forced.err
+            assert forced.out == (
+                "Domain 'deaf' did not power off within 0.5 s of the shutdown request;"
+                " it was forced off\n"
+            )
+            assert run("-c", uri, "domstate", "deaf").out == "shutoff\n"
+        finally:
+            run("-c", uri, "destroy", "deaf")
