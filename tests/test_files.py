@@ -313,7 +313,6 @@ def test_confinement_refuses_paths_outside_and_in_the_excluded_dir(
     (state / "db").write_bytes(b"db")
     refused = {
         str(outside / "x.save"): "outside",
-        str(allowed): "outside",
         str(allowed / "escape" / "x.save"): "outside",
         str(state / "db"): "never lets",
         str(state / "new.save"): "never lets",
@@ -323,6 +322,8 @@ def test_confinement_refuses_paths_outside_and_in_the_excluded_dir(
             check_target(path, "a save", confinement)
         with pytest.raises(AccessDeniedError, match=words):
             open_source(path, confinement)
+    with pytest.raises(InvalidArgError, match="allowed directory itself"):
+        check_target(str(allowed), "a save", confinement)
     check_target(str(allowed / "ok.save"), "a save", confinement)
     assert (outside / "secret").read_bytes() == b"secret"
     assert (state / "db").read_bytes() == b"db"

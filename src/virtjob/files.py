@@ -153,7 +153,12 @@ def _resolve(path: str, confinement: Confinement | None, subject: str) -> str:
     # here would follow a symlink that replaced one of them.
     for directory in confinement.dirs:
         base = os.path.abspath(directory)
-        if _within(real, base) and real != base:
+        if real == base:
+            raise InvalidArgError(
+                f"{subject}: {_shown(path, real)} is an allowed directory itself; name a file"
+                f" inside it"
+            )
+        if _within(real, base):
             return real
     allowed = ", ".join(confinement.dirs) or "(none)"
     raise AccessDeniedError(

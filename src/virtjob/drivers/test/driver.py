@@ -225,9 +225,7 @@ class TestDriver:
 
     def restore_domain_job(self, path: str) -> Job:
         """Check the save file at `path` and restore its domain in the background."""
-        with SaveFileReader(
-            path, workers.DRIVER_NAME, confinement=self.host.confinement
-        ) as reader:
+        with SaveFileReader(path, workers.DRIVER_NAME, confinement=self.host.confinement) as reader:
             config = workers.check_restore_file(reader)
             try:
                 with self.host.lock:
