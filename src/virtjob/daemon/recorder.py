@@ -39,7 +39,7 @@ from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.drivers.remote import wire
 from virtjob.errors import JobTimeoutError, NoJobError, OperationFailedError, VirtError
 from virtjob.files import remove_stale_partials
-from virtjob.jobs import Job, JobInfo, JobState
+from virtjob.jobs import Job, JobInfo, JobOutcome, JobState
 from virtjob.jobs.feed import ChangeFeed
 
 from .store import JobRow, Store
@@ -138,6 +138,7 @@ class Tracked:
         "ended_at",
         "host",
         "job",
+        "recorded",
         "seen",
         "started",
         "stored",
@@ -159,6 +160,8 @@ class Tracked:
         self.stored_at = time.monotonic()
         self.waiters = 0
         self.seen = False
+        self.recorded = False
+        """True once the end is stored (the channel shows the end only from then on)."""
 
     def payload(self) -> wire.Json:
         """The job as the API shows it, read fresh from the job driver."""
@@ -226,13 +229,6 @@ def _no_job(job_id: str) -> NoJobError:
         f"no job with id {job_id!r} on this daemon (never started, destroyed, or past the"
         f" retention limit); list jobs to see the ids that exist"
     )
-
-
-def _final_now(job: Job) -> bool:
-    try:
-        return job.info().state.terminal
-    except VirtError:
-        return True
 
 
 class Recorder:
@@ -416,12 +412,12 @@ class Recorder:
             return
         if tracked.started is None and info.state is not JobState.QUEUED:
             tracked.started = max(tracked.created, time.time() - info.elapsed)
-        self._post(tracked.channel, info)
-        if info.state.terminal:  # the done callback records the final state
+        if info.state.terminal:  # the done callback records the final state, then posts it
             unsaved.pop(job.id, None)
             with self._lock:
                 self._polled.pop(job.id, None)
             return
+        self._post(tracked.channel, info)
         now = time.monotonic()
         key = (info.state, info.bounded)
         if key != tracked.stored or now - tracked.stored_at >= SNAPSHOT_EVERY:
@@ -451,17 +447,27 @@ class Recorder:
             loop.call_soon_threadsafe(channel.publish, info)
 
     def _finished(self, tracked: Tracked) -> None:
+        """Record the end of a job, apply the limit, and only then tell its waiters."""
         job = tracked.job
         try:
             info = job.info()
             outcome = job.driver.job_outcome(job.id)
         except NoJobError:
+            tracked.recorded = True
             return  # destroyed already
         with self._lock:
             tracked.ended = time.time()
             tracked.ended_at = time.monotonic()
             self._held.add(job.id)  # until someone has seen the end (or the hold lapses)
-        self._post(tracked.channel, info)
+        try:
+            self._record_end(tracked, info, outcome)
+        finally:
+            tracked.recorded = True
+            self._post(tracked.channel, info)
+
+    def _record_end(self, tracked: Tracked, info: JobInfo, outcome: JobOutcome | None) -> None:
+        job = tracked.job
+        assert tracked.ended is not None
         if tracked.started is None and info.elapsed > 0:
             tracked.started = max(tracked.created, tracked.ended - info.elapsed)
         error = result = None
@@ -587,7 +593,7 @@ class Recorder:
             channel = tracked.channel
             while not channel.info.state.terminal:
                 left = deadline - loop.time()
-                if left <= 0 or _final_now(tracked.job):
+                if left <= 0 or tracked.recorded:
                     break
                 await channel.changed(channel.version, min(left, RECHECK))
             payload = self.payload(job_id)
