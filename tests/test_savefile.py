@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,17 +166,40 @@ def test_check_target_refuses_missing_and_unusable_places(tmp_path: Path) -> Non
     check_target(str(tmp_path / "ok.save"), "a save")
 
 
-def test_full_disk_is_an_operation_failure(tmp_path: Path) -> None:
-    """Writing to a full device raises OperationFailedError and leaves nothing behind."""
-    if not os.path.exists("/dev/full"):
-        pytest.skip("/dev/full is not available")
-    out = AtomicFile(str(tmp_path / "x"))
-    out.file.close()
-    out.file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 - closed by abort()
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of this test's own, filled up (needs the right to mount: root)."""
+    mountpoint = tmp_path / "full"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up: {mounted.stderr.strip()}")
+    try:
+        with open(mountpoint / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 4096)
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+def test_full_disk_is_an_operation_failure(full_disk: Path) -> None:
+    """Writing to a full disk raises OperationFailedError naming ENOSPC and leaves nothing."""
+
+    def fill(target: Path) -> None:
+        with AtomicFile(str(target)) as out:
+            for _ in range(64):
+                out.write(b"x" * 4096)
+            out.commit()
+
     with pytest.raises(OperationFailedError, match="No space left"):
-        out.write(b"x")
-    out.abort()
-    assert os.listdir(tmp_path) == []
+        fill(full_disk / "x")
+    assert sorted(os.listdir(full_disk)) == ["filler"]
 
 
 @pytest.mark.timeout(10)
