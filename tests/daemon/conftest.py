@@ -53,6 +53,7 @@ class DaemonProcess:
         tls: tuple[str, str] | None = None,
         extra: list[str] | None = None,
         base: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.base = base or tempfile.mkdtemp(prefix="vjd-")
         self.state_dir = os.path.join(self.base, "state")
@@ -70,6 +71,7 @@ class DaemonProcess:
             with os.fdopen(fd, "w") as handle:
                 handle.write(self.token + "\n")
         self.extra = extra or []
+        self.env = env
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = os.path.join(self.base, "daemon.log")
@@ -89,7 +91,11 @@ class DaemonProcess:
         """Start the daemon and wait until it answers; raise if it does not in time."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                self.argv(),
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=None if self.env is None else {**os.environ, **self.env},
             )
         deadline = time.monotonic() + SAFETY
         while time.monotonic() < deadline:

@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import virtjob
@@ -34,7 +34,7 @@ from virtjob.errors import ErrorCode, InvalidArgError, NoSupportError, VirtError
 from virtjob.jobs import Job
 
 from .gate import FastPath, Gate, Receive, Scope, Send
-from .hosts import Hosted
+from .hosts import Hosted, restate
 from .models import (
     DomainInfoModel,
     ErrorModel,
@@ -102,9 +102,27 @@ def status_for(error: VirtError) -> int:
     return getattr(error, "http_status", None) or _STATUS.get(error.code, 500)
 
 
-def error_response(error: VirtError) -> JSONResponse:
-    """The JSON answer for `error`."""
-    return JSONResponse(wire.error_to_dict(error), status_code=status_for(error))
+def error_response(error: VirtError) -> Response:
+    """The JSON answer for `error` (always encodable, see `_error_json`)."""
+    return _error_json(wire.error_to_dict(error), status_for(error))
+
+
+def _printable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates, e.g. from a path that is not
+    UTF-8) written as ``\\udcff`` escapes, so that any message can be sent and printed."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _error_json(
+    data: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    """An error answer: `data` with its strings made `_printable`, never a failure itself."""
+    safe = {
+        key: _printable(value) if isinstance(value, str) else value for key, value in data.items()
+    }
+    return Response(
+        _dumps(safe), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -182,24 +200,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = {401: "auth-failed", 403: "access-denied", 404: "no-support", 405: "no-support"}
-        return JSONResponse(
+        return _error_json(
             {
                 "code": code.get(exc.status_code, "invalid-arg"),
                 "message": f"{exc.detail}: see /openapi.json for the routes of this API",
             },
-            status_code=exc.status_code,
-            headers=exc.headers,
+            exc.status_code,
+            exc.headers,
         )
 
     async def unexpected(_request: Request, exc: Exception) -> Response:
         log.error("unexpected error in a request handler", exc_info=exc)
-        return JSONResponse(
+        return _error_json(
             {
                 "code": "internal-error",
                 "message": f"virtjobd failed unexpectedly ({type(exc).__name__}: {exc});"
                 f" this is a bug, see the daemon's log",
             },
-            status_code=500,
+            500,
         )
 
     app.add_exception_handler(VirtError, virt_error)
@@ -374,16 +392,29 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     hosts, recorder, policy = service.hosts, service.recorder, service.policy
     prefix = "/hosts/{driver}/{instance}"
 
-    def hosted(request: Request, driver: str, instance: str) -> Hosted:
+    def hosted(request: Request, driver: str, instance: str, *, change: bool = True) -> Hosted:
+        """The host a request names; a read (`change` False) never opens a new one."""
         params: dict[str, str] = {}
         for key, value in request.query_params.multi_items():
             if key in params:
                 raise InvalidArgError(f"query parameter {key!r} is given more than once")
             params[key] = value
         try:
-            return hosts.get(driver, instance, params)
+            return hosts.get(driver, instance, params, change=change)
         except NoSupportError as exc:
-            raise UnknownDriverError(exc.message) from None
+            raise UnknownDriverError(exc.message) from exc
+
+    @contextlib.contextmanager
+    def reading(request: Request, driver: str, instance: str) -> Iterator[Hosted]:
+        """The host for a read: open, or its driver's stand-in (errors name the host)."""
+        host = hosted(request, driver, instance, change=False)
+        try:
+            yield host
+        except VirtError as exc:
+            changed = restate(exc, host.stand_in, host.host)
+            if changed is exc:
+                raise
+            raise changed from exc
 
     def started(host: Hosted, start: Callable[[], Job], target: str | None = None) -> Response:
         service.check_accepting()
@@ -396,23 +427,24 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
 
     @api.get(prefix, response_model=HostModel, tags=["hosts"])
     def host_info(request: Request, driver: Driver, instance: Instance) -> Response:
-        """The hosted driver's URI and capabilities (opens the host on first use)."""
-        host = hosted(request, driver, instance)
-        caps = wire.capabilities_to_dict(host.driver.capabilities())
+        """The hosted driver's URI and capabilities (a read: opens no host, see the docs)."""
+        with reading(request, driver, instance) as host:
+            caps = wire.capabilities_to_dict(host.driver.capabilities())
         return _json({"uri": host.host, "capabilities": caps})
 
     @api.get(prefix + "/jobs", response_model=list[JobModel], tags=["hosts"])
     def host_jobs(request: Request, driver: Driver, instance: Instance) -> Response:
         """Every job of this host, oldest first."""
-        return _json(recorder.list_payloads(hosted(request, driver, instance).host))
+        with reading(request, driver, instance) as host:
+            return _json(recorder.list_payloads(host.host))
 
     # -- domains ----------------------------------------------------------------------------
 
     @api.get(prefix + "/domains", response_model=list[RefModel], tags=["domains"])
     def list_domains(request: Request, driver: Driver, instance: Instance) -> Response:
         """Every domain of the host, running or defined."""
-        host = hosted(request, driver, instance)
-        return _json([wire.ref_to_dict(ref) for ref in host.driver.list_domains()])
+        with reading(request, driver, instance) as host:
+            return _json([wire.ref_to_dict(ref) for ref in host.driver.list_domains()])
 
     @api.post(prefix + "/domains", status_code=201, response_model=RefModel, tags=["domains"])
     def define_domain(
@@ -441,22 +473,22 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, body: PathBody
     ) -> Response:
         """Job: restore a domain from a save file; the result is the running domain."""
-        host = hosted(request, driver, instance)
         path = policy.check(body.path, "save file")
+        host = hosted(request, driver, instance)
         return started(host, lambda: host.driver.restore_domain_job(path))
 
     @api.get(prefix + "/domains/{key}", response_model=DomainInfoModel, tags=["domains"])
     def domain_info(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """A snapshot of the domain."""
-        host = hosted(request, driver, instance)
-        info = host.driver.domain_info(host.driver.lookup_domain(key))
+        with reading(request, driver, instance) as host:
+            info = host.driver.domain_info(host.driver.lookup_domain(key))
         return _json(wire.domain_info_to_dict(info))
 
     @api.get(prefix + "/domains/{key}/xml", response_model=XmlModel, tags=["domains"])
     def domain_xml(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """The domain's XML document."""
-        host = hosted(request, driver, instance)
-        return _json({"xml": host.driver.domain_xml(host.driver.lookup_domain(key))})
+        with reading(request, driver, instance) as host:
+            return _json({"xml": host.driver.domain_xml(host.driver.lookup_domain(key))})
 
     @api.delete(prefix + "/domains/{key}", status_code=204, tags=["domains"])
     def undefine_domain(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
@@ -526,8 +558,8 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, key: Key, body: PathBody
     ) -> Response:
         """Job: save the running domain to a file and stop it; no result."""
-        host = hosted(request, driver, instance)
         path = policy.check(body.path, "save file")
+        host = hosted(request, driver, instance)
         ref = host.driver.lookup_domain(key)
         return started(host, lambda: host.driver.save_domain_job(ref, path), path)
 
@@ -541,8 +573,8 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, key: Key, body: PathBody
     ) -> Response:
         """Job: write the domain's memory to a file; the domain keeps its state; no result."""
-        host = hosted(request, driver, instance)
         path = policy.check(body.path, "core dump")
+        host = hosted(request, driver, instance)
         ref = host.driver.lookup_domain(key)
         return started(host, lambda: host.driver.dump_core_job(ref, path), path)
 
@@ -551,8 +583,8 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     @api.get(prefix + "/networks", response_model=list[RefModel], tags=["networks"])
     def list_networks(request: Request, driver: Driver, instance: Instance) -> Response:
         """Every network of the host, active or defined."""
-        host = hosted(request, driver, instance)
-        return _json([wire.ref_to_dict(ref) for ref in host.driver.list_networks()])
+        with reading(request, driver, instance) as host:
+            return _json([wire.ref_to_dict(ref) for ref in host.driver.list_networks()])
 
     @api.post(prefix + "/networks", status_code=201, response_model=RefModel, tags=["networks"])
     def define_network(
@@ -577,15 +609,15 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     @api.get(prefix + "/networks/{key}", response_model=NetworkInfoModel, tags=["networks"])
     def network_info(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """A snapshot of the network."""
-        host = hosted(request, driver, instance)
-        info = host.driver.network_info(host.driver.lookup_network(key))
+        with reading(request, driver, instance) as host:
+            info = host.driver.network_info(host.driver.lookup_network(key))
         return _json(wire.network_info_to_dict(info))
 
     @api.get(prefix + "/networks/{key}/xml", response_model=XmlModel, tags=["networks"])
     def network_xml(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """The network's XML document."""
-        host = hosted(request, driver, instance)
-        return _json({"xml": host.driver.network_xml(host.driver.lookup_network(key))})
+        with reading(request, driver, instance) as host:
+            return _json({"xml": host.driver.network_xml(host.driver.lookup_network(key))})
 
     @api.delete(prefix + "/networks/{key}", status_code=204, tags=["networks"])
     def undefine_network(

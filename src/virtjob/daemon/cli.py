@@ -47,6 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
         " default: STATE_DIR/files only",
     )
     parser.add_argument(
+        "--allow-emulator",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an emulator binary domain XML may name in <emulator> (repeatable);"
+        " default: only the driver's own",
+    )
+    parser.add_argument(
+        "--allow-qemu-args",
+        action="store_true",
+        help="let domain XML pass extra QEMU arguments (<qemu:commandline>); off by default:"
+        " such arguments run with the daemon's rights",
+    )
+    parser.add_argument(
         "--listen-any",
         action="store_true",
         help="allow a TCP address other than loopback (reachable from other machines)",
@@ -60,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-hosts", type=int, default=32, metavar="N", help="hosts served at most (32)"
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds a client has to send a whole request once it connects or starts one;"
+        " slower connections are closed (10)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections served at once; more are answered 503 and closed (1000)",
     )
     parser.add_argument(
         "--shutdown-grace",
@@ -101,8 +130,25 @@ def settings_from(args: argparse.Namespace) -> Settings:
             raise InvalidArgError(
                 f"--allow-dir {directory} is not a directory; create it or fix the path"
             )
+    emulators: list[str] = []
+    for emulator in args.allow_emulator:
+        if not os.path.isabs(emulator):
+            raise InvalidArgError(
+                f"--allow-emulator {emulator} is not an absolute path; give the binary's full"
+                f" path, e.g. /usr/bin/qemu-system-x86_64"
+            )
+        if not (os.path.isfile(emulator) and os.access(emulator, os.X_OK)):
+            raise InvalidArgError(
+                f"--allow-emulator {emulator} is not an executable file; fix the path"
+            )
+        emulators.append(emulator)
     if args.retain_jobs < 0 or args.max_hosts < 1 or args.shutdown_grace < 0:
         raise InvalidArgError("--retain-jobs, --max-hosts and --shutdown-grace must be positive")
+    if not 0 < args.header_timeout <= 3600 or args.max_connections < 1:
+        raise InvalidArgError(
+            "--header-timeout must be a number of seconds (above 0, at most 3600) and"
+            " --max-connections at least 1"
+        )
     return Settings(
         state_dir=state_dir,
         allow_dirs=list(args.allow_dir),
@@ -110,6 +156,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         retain_jobs=args.retain_jobs,
         max_hosts=args.max_hosts,
         shutdown_grace=args.shutdown_grace,
+        allow_emulators=emulators,
+        allow_qemu_args=args.allow_qemu_args,
+        socket_path=spec.path if spec.kind == "unix" else None,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
     )
 
 

@@ -12,10 +12,29 @@ object's XML (or a tombstone) in its store and replays them on the fresh host at
 start. A driver that persists its own definitions (the QEMU driver, under its state directory)
 says so with a class or instance attribute ``persists_definitions = True``, and the daemon
 then leaves its definitions alone. `keeps_definitions` is the one place that decides.
+
+**Who opens a host.** Opening a host costs memory for good (a test host lives as long as the
+process), so readers cannot open hosts, and `--max-hosts` bounds what writers can:
+
+- the *well-known* hosts (`WELL_KNOWN`: ``test:///default``, ``qemu:///session``) open on
+  demand, for any request, and never count against ``--max-hosts``;
+- any other host comes into being with the first request that changes something (POST or
+  DELETE: define, create, a job, an action), and counts against ``--max-hosts``;
+- a read (GET) of a host not open yet opens nothing: it is answered by a *stand-in*, one
+  pristine host per driver (instance `PROTOTYPE`, a name clients cannot give) that no
+  request ever changes, so the answer is what that host would say once created (a test
+  host's domain ``test``, with its fixed UUID). Errors name the host asked for;
+- at start, hosts with recorded definitions are reopened and replayed whatever the limit
+  (they were admitted before), so a restart locks nobody out that was not locked out before.
+
+**Confinement.** Every host the daemon opens is confined at once (`Driver.confine`) to what
+the operator allowed: file directories, excluded paths, emulators, QEMU arguments. A driver
+that cannot be confined is not served.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -24,8 +43,8 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from virtjob.drivers import connect_driver
-from virtjob.drivers.base import DomainRef, Driver, NetworkRef
-from virtjob.errors import InvalidArgError, OperationInvalidError, VirtError
+from virtjob.drivers.base import Confinement, DomainRef, Driver, NetworkRef
+from virtjob.errors import InvalidArgError, NoSupportError, OperationInvalidError, VirtError
 from virtjob.uri import parse_uri
 
 from .store import Store
@@ -36,6 +55,11 @@ _DRIVER = re.compile(r"^[a-z][a-z0-9]{0,31}$")
 _INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_VARIANTS = 16
 """Parameter variants (e.g. different ``?rate=``) kept open per host; older ones are closed."""
+WELL_KNOWN = frozenset({"test:///default", "qemu:///session"})
+"""Hosts any request may open, not counted against ``--max-hosts`` (each driver's usual one)."""
+PROTOTYPE = "_pristine"
+"""Instance name of the stand-in hosts that answer reads of hosts not open yet; clients
+cannot name it (an instance starts with a letter or digit)."""
 
 
 def keeps_definitions(driver: Driver) -> bool:
@@ -51,6 +75,19 @@ class Hosted:
     """The host's URI without parameters, e.g. ``test:///default``: the key of its jobs."""
     driver: Driver
     keeps_definitions: bool
+    stand_in: str | None = None
+    """For a host not open yet, read through its driver's stand-in: that stand-in's URI."""
+
+
+def restate(error: VirtError, stand_in: str | None, host: str) -> VirtError:
+    """`error` as `host` would say it: the `stand_in` URI in its message replaced by `host`'s
+    (the error itself when there is no stand-in)."""
+    if stand_in is None or stand_in not in error.message:
+        return error
+    changed = copy.copy(error)
+    changed.message = error.message.replace(stand_in, host)
+    changed.args = (changed.message, *error.args[1:])
+    return changed
 
 
 def host_uri(driver: str, instance: str) -> str:
@@ -68,24 +105,42 @@ def host_uri(driver: str, instance: str) -> str:
 
 
 class Hosts:
-    """The hosts this daemon serves, at most `max_hosts` of them; thread-safe."""
+    """The hosts this daemon serves, at most `max_hosts` of them besides the well-known ones;
+    thread-safe. Every host opened is confined to `confinement` (if given)."""
 
-    def __init__(self, store: Store, max_hosts: int) -> None:
+    def __init__(
+        self, store: Store, max_hosts: int, confinement: Confinement | None = None
+    ) -> None:
         self._store = store
         self._max_hosts = max_hosts
+        self._confinement = confinement
         self._lock = threading.Lock()
         self._open: dict[str, OrderedDict[str, Hosted]] = {}
+        self._stand_ins: dict[str, OrderedDict[str, Driver]] = {}
         self._closed = False
 
-    def get(self, driver: str, instance: str, params: dict[str, str]) -> Hosted:
+    def get(
+        self,
+        driver: str,
+        instance: str,
+        params: dict[str, str],
+        *,
+        change: bool = True,
+        admit: bool = False,
+    ) -> Hosted:
         """Return the open connection for ``driver:///instance?params``, opening it if needed.
 
-        Raises `InvalidArgError` for malformed names or parameters, `NoSupportError` for an
-        unknown driver, `OperationInvalidError` when `max_hosts` hosts are open already, and
-        whatever the driver raises when it cannot open the host.
+        With `change` False (a read), a host that is neither open nor well-known is not
+        opened: the answer reads through its driver's stand-in (see the module docs; pass
+        errors raised while using it through `restate`). `admit` opens a host whatever the
+        limit (the replay at start). Raises `InvalidArgError` for malformed names or
+        parameters, `NoSupportError` for an unknown driver or one that cannot be confined,
+        `OperationInvalidError` when `max_hosts` hosts are open already, and whatever the
+        driver raises when it cannot open the host.
         """
         host = host_uri(driver, instance)
-        key = host + ("?" + urlencode(sorted(params.items())) if params else "")
+        query = "?" + urlencode(sorted(params.items())) if params else ""
+        key = host + query
         with self._lock:
             variants = self._open.get(host)
             if variants is not None and key in variants:
@@ -93,11 +148,17 @@ class Hosts:
                 return variants[key]
             if self._closed:
                 raise OperationInvalidError("virtjobd is shutting down; try again later")
-            if variants is None and len(self._open) >= self._max_hosts:
-                raise OperationInvalidError(
-                    f"virtjobd already hosts {self._max_hosts} hosts ({', '.join(self._open)});"
-                    f" use one of them, or restart it with a larger --max-hosts"
-                )
+            if variants is None and host not in WELL_KNOWN:
+                if not change and not admit:
+                    return self._stand_in(driver, host, query)
+                counted = [name for name in self._open if name not in WELL_KNOWN]
+                if len(counted) >= self._max_hosts and not admit:
+                    raise OperationInvalidError(
+                        f"virtjobd already hosts {self._max_hosts} hosts besides"
+                        f" {' and '.join(sorted(WELL_KNOWN))} ({', '.join(counted)}), the most"
+                        f" --max-hosts allows, so it cannot create {host}; use one of them, or"
+                        f" restart virtjobd with a larger --max-hosts"
+                    )
             hosted = self._connect(host, key)
             if variants is None:
                 variants = self._open[host] = OrderedDict()
@@ -111,12 +172,40 @@ class Hosts:
                 _close(old)
             return hosted
 
-    @staticmethod
-    def _connect(host: str, key: str) -> Hosted:
+    def _stand_in(self, driver: str, host: str, query: str) -> Hosted:
+        """The stand-in that answers reads of `host` (callers hold `_lock`)."""
+        proto = f"{driver}:///{PROTOTYPE}"
+        variants = self._stand_ins.setdefault(driver, OrderedDict())
+        found = variants.get(proto + query)
+        if found is None:
+            try:
+                found = self._connect(proto, proto + query).driver
+            except VirtError as exc:
+                raise restate(exc, proto, host) from exc
+            variants[proto + query] = found
+            while len(variants) > MAX_VARIANTS:
+                _, old = variants.popitem(last=False)
+                _close(Hosted(proto, old, False))
+        else:
+            variants.move_to_end(proto + query)
+        return Hosted(host, found, False, proto)
+
+    def _connect(self, host: str, key: str) -> Hosted:
         uri = parse_uri(key)
         if uri.is_remote:  # pragma: no cover - the name checks above exclude it
             raise InvalidArgError(f"virtjobd hosts local drivers only, not {uri}")
         driver = connect_driver(uri)
+        if self._confinement is not None:
+            try:
+                driver.confine(self._confinement)
+            except BaseException as exc:
+                _close(Hosted(host, driver, False))
+                if isinstance(exc, NoSupportError):
+                    raise NoSupportError(
+                        f"virtjobd cannot serve {host}: its driver cannot be confined to the"
+                        f" allowed directories ({exc.message})"
+                    ) from exc
+                raise
         return Hosted(host, driver, keeps_definitions(driver))
 
     def remember(
@@ -170,7 +259,7 @@ class Hosts:
         for host in dict.fromkeys(item.host for item in self._store.definitions()):
             driver, _, instance = host.partition(":///")
             try:
-                self.get(driver, instance, {})
+                self.get(driver, instance, {}, admit=True)
             except VirtError as exc:
                 log.warning("cannot reopen host %s to replay its definitions: %s", host, exc)
 
@@ -179,7 +268,13 @@ class Hosts:
         with self._lock:
             self._closed = True
             opened = [h for variants in self._open.values() for h in variants.values()]
+            opened += [
+                Hosted(proto, driver, False)
+                for variants in self._stand_ins.values()
+                for proto, driver in variants.items()
+            ]
             self._open.clear()
+            self._stand_ins.clear()
         for hosted in opened:
             _close(hosted)
 

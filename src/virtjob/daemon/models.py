@@ -7,9 +7,9 @@ exactly what the daemon sends; the test-suite checks the two agree.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from virtjob.domain import MAX_FORCE_AFTER
 from virtjob.errors import ErrorCode
@@ -18,11 +18,29 @@ from virtjob.jobs import JobKind, JobState
 _STRICT = ConfigDict(extra="forbid")
 
 
+def valid_text(value: str) -> str:
+    """Refuse a string UTF-8 cannot encode: a JSON ``\\udcff`` escape (lone surrogate) stands
+    for a byte that is not text, e.g. from a file name that is not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+        raise ValueError(
+            f"it holds {bad} at position {exc.start}, which is not a character (a lone"
+            f" surrogate, e.g. a byte of a name that is not UTF-8); send valid text"
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(valid_text)]
+"""A string that is valid text (encodable as UTF-8); the API refuses anything else with 400."""
+
+
 class XmlBody(BaseModel):
     """A domain or network XML document (at most 1 MiB, checked by the XML parser)."""
 
     model_config = _STRICT
-    xml: str = Field(description="The XML document.")
+    xml: Text = Field(description="The XML document.")
 
 
 class ShutdownBody(BaseModel):
@@ -52,7 +70,7 @@ class PathBody(BaseModel):
     """An absolute file path on the daemon's host, inside one of its allowed directories."""
 
     model_config = _STRICT
-    path: str = Field(description="Absolute path, resolved (symlinks, '..') by the daemon.")
+    path: Text = Field(description="Absolute path, resolved (symlinks, '..') by the daemon.")
 
 
 class ErrorModel(BaseModel):

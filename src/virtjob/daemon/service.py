@@ -7,16 +7,18 @@ definitions replayed); `begin_shutdown` refuses new jobs and cancels the running
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 from dataclasses import dataclass, field
 
-from virtjob.errors import OperationInvalidError
+from virtjob.drivers.base import Confinement
+from virtjob.errors import InvalidArgError, OperationInvalidError
 
 from .hosts import Hosts
 from .recorder import Recorder
-from .security import PathPolicy
+from .security import PathPolicy, check_private_dir
 from .store import Store
 
 log = logging.getLogger("virtjob.daemon")
@@ -37,6 +39,16 @@ class Settings:
     max_hosts: int = 32
     shutdown_grace: float = 10.0
     max_body: int = 2 << 20
+    allow_emulators: list[str] = field(default_factory=list)
+    """Emulator binaries a domain's XML may name besides the driver's default."""
+    allow_qemu_args: bool = False
+    """Whether domain XML may carry ``<qemu:commandline>`` extra arguments."""
+    socket_path: str | None = None
+    """The unix socket the daemon listens on (never a valid file target), if any."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a whole request (line, headers, body)."""
+    max_connections: int = 1000
+    """Connections served at once; more are answered 503 and closed."""
 
 
 class Service:
@@ -46,29 +58,55 @@ class Service:
         self.settings = settings
         self.store = store
         self.policy = policy
-        self.hosts = Hosts(store, settings.max_hosts)
+        self.confinement = Confinement(
+            dirs=policy.dirs,
+            excluded=policy.excluded,
+            emulators=tuple(settings.allow_emulators),
+            qemu_args=settings.allow_qemu_args,
+        )
+        self.hosts = Hosts(store, settings.max_hosts, self.confinement)
         self.recorder = Recorder(store, settings.retain_jobs)
         self.stopping = False
-        self._lock_fd: int | None = None
+        self._lock_fds: tuple[int, ...] = ()
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
         """Open the state directory and recover from the previous run.
 
-        With no ``--allow-dir``, clients may use ``STATE_DIR/files`` only (created 0700).
-        Raises `InvalidArgError` for a bad allowed directory, `InternalError` if the database
-        cannot be opened.
+        With no ``--allow-dir``, clients may use ``STATE_DIR/files`` only (created 0700); the
+        state directory (and the unix socket) are never valid targets. Raises
+        `InvalidArgError` for a state directory another user could change or a bad allowed
+        directory, `OperationInvalidError` when another virtjobd uses the state directory,
+        `InternalError` if the database cannot be opened.
         """
-        os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
-        lock = _lock_state_dir(settings.state_dir)
-        if not settings.allow_dirs:
-            files = os.path.join(settings.state_dir, FILES_DIR)
-            os.makedirs(files, mode=0o700, exist_ok=True)
-            settings.allow_dirs = [files]
-        policy = PathPolicy(settings.allow_dirs)
-        store = Store(os.path.join(settings.state_dir, DB_NAME))
+        state_dir = settings.state_dir
+        if not os.path.isdir(state_dir):
+            try:
+                os.makedirs(state_dir, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise InvalidArgError(
+                    f"cannot create the state directory {state_dir}: {exc.strerror}; create"
+                    f" it (mode 0700) or give another --state-dir"
+                ) from exc
+        check_private_dir(state_dir, "state directory")
+        socket_dir = os.path.dirname(settings.socket_path or "") or None
+        if socket_dir is not None and os.path.isdir(socket_dir):  # else listening says so
+            check_private_dir(socket_dir, "socket directory", sticky_ok=True)
+        locks = _lock_state_dir(state_dir)
+        try:
+            files = os.path.join(state_dir, FILES_DIR)
+            if not settings.allow_dirs:
+                os.makedirs(files, mode=0o700, exist_ok=True)
+                settings.allow_dirs = [files]
+            excluded = (state_dir,) + ((settings.socket_path,) if settings.socket_path else ())
+            policy = PathPolicy(settings.allow_dirs, excluded, carve_outs=(files,))
+            store = Store(os.path.join(state_dir, DB_NAME))
+        except BaseException:
+            for fd in locks:
+                os.close(fd)
+            raise
         service = cls(settings, store, policy)
-        service._lock_fd = lock
+        service._lock_fds = locks
         service.recorder.recover()
         service.hosts.preload()
         return service
@@ -108,26 +146,40 @@ class Service:
         self.hosts.close()
         self.recorder.close()
         self.store.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the state directory's lock
-            self._lock_fd = None
+        for fd in self._lock_fds:
+            os.close(fd)  # releases the state directory's locks
+        self._lock_fds = ()
         return not late
 
 
-def _lock_state_dir(state_dir: str) -> int:
-    """Take the state directory's exclusive lock, held for the daemon's life.
+def _lock_state_dir(state_dir: str) -> tuple[int, ...]:
+    """Take the state directory's exclusive locks, held for the daemon's life.
 
-    Raises `OperationInvalidError` when another virtjobd holds it: two daemons on one state
-    directory would each take the other's running jobs for interrupted ones.
+    The lock is on the directory itself (its inode, whatever path names it), which no file
+    operation inside it can replace; the lock file ``virtjobd.lock`` is locked too, for
+    daemons of earlier versions that lock only the file, and records the holder's pid.
+    Raises `OperationInvalidError` when another virtjobd holds either: two daemons on one
+    state directory would each take the other's running jobs for interrupted ones.
     """
-    path = os.path.join(state_dir, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fds: list[int] = []
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise OperationInvalidError(
-            f"another virtjobd is using the state directory {state_dir}; stop it first or"
-            f" give this one another --state-dir"
-        ) from None
-    return fd
+        fds.append(os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        path = os.path.join(state_dir, LOCK_NAME)
+        fds.append(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+        for fd in fds:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise OperationInvalidError(
+                f"another virtjobd is using the state directory {state_dir}; stop it first or"
+                f" give this one another --state-dir"
+            ) from exc
+        raise InvalidArgError(
+            f"cannot lock the state directory {state_dir}: {exc.strerror}; check that it is"
+            f" a directory of yours and that {LOCK_NAME} in it is a regular file"
+        ) from exc
+    os.ftruncate(fds[1], 0)
+    os.pwrite(fds[1], f"{os.getpid()}\n".encode(), 0)
+    return tuple(fds)

@@ -1,0 +1,297 @@
+"""What a client can make virtjobd touch: never its own state, only valid text, only what the
+operator allowed in domain XML, and only from a state directory nobody else controls."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.daemon.conftest import SAFETY, DaemonProcess, new_host
+from virtjob.daemon.app import error_response
+from virtjob.errors import InvalidArgError
+
+OTHER_UID = 1000
+
+
+def _start_fails(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "virtjob.daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=SAFETY,
+        check=False,
+    )
+
+
+def _error(answer: httpx.Response) -> dict[str, Any]:
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.text)
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+# -- finding 2: the daemon's own files are never targets ------------------------------------
+
+
+@pytest.fixture
+def wide_daemon() -> Iterator[DaemonProcess]:
+    """A daemon whose --allow-dir contains its state directory and socket (as in the README)."""
+    base = tempfile.mkdtemp(prefix="vjd-")
+    daemon = DaemonProcess(base=base, extra=["--allow-dir", base])
+    try:
+        yield daemon.start()
+    finally:
+        daemon.cleanup()
+
+
+def test_the_state_directory_and_socket_are_never_targets(wide_daemon: DaemonProcess) -> None:
+    """Dumps onto the database, its WAL, the lock file, the socket, or a symlink to one of
+    them, are refused with 403 naming the state directory; the daemon restarts intact."""
+    state = wide_daemon.state_dir
+    link = os.path.join(wide_daemon.files, "db.link")
+    os.symlink(os.path.join(state, "virtjobd.sqlite3"), link)
+    targets = [
+        os.path.join(state, "virtjobd.sqlite3"),
+        os.path.join(state, "virtjobd.sqlite3-wal"),
+        os.path.join(state, "virtjobd.lock"),
+        os.path.join(state, "files", "x.dump"),
+        link,
+    ]
+    kept = ("virtjobd.sqlite3", "virtjobd.lock")
+    before = {name: os.stat(os.path.join(state, name)).st_ino for name in kept}
+    with wide_daemon.client() as client:
+        base = "/v1/hosts/test/default/domains/test"
+        for target in targets:
+            for route in ("dump-core", "save"):
+                error = _error(client.post(f"{base}/{route}", json={"path": target}))
+                assert error["code"] == "access-denied", error
+                assert state in error["message"], error
+        error = _error(client.post(f"{base}/dump-core", json={"path": wide_daemon.socket}))
+        assert error["code"] == "access-denied"
+        assert wide_daemon.socket in error["message"]
+        assert client.get("/v1/hosts/test/default/jobs").json() == []
+        good = os.path.join(wide_daemon.files, "good.dump")
+        answer = client.post(f"{base}/dump-core", json={"path": good})
+        assert answer.status_code == 202, answer.text
+        job = answer.json()["id"]
+        final = client.get(f"/v1/jobs/{job}/wait", params={"timeout": SAFETY}).json()
+        assert final["info"]["state"] == "succeeded"
+    after = {name: os.stat(os.path.join(state, name)).st_ino for name in before}
+    assert after == before  # nothing of the state directory was replaced
+    wide_daemon.stop()
+    wide_daemon.start()
+    with wide_daemon.client() as client:
+        assert [item["id"] for item in client.get("/v1/jobs").json()] == [job]
+
+
+def test_a_replaced_lock_file_keeps_a_second_daemon_out(daemon: DaemonProcess) -> None:
+    """The lock is on the state directory itself: replacing the lock file changes nothing."""
+    lock = os.path.join(daemon.state_dir, "virtjobd.lock")
+    fresh = lock + ".new"
+    with open(fresh, "w", encoding="ascii") as handle:
+        handle.write("0\n")
+    os.replace(fresh, lock)
+    second = os.path.join(daemon.base, "b.sock")
+    result = _start_fails(
+        "--state-dir", daemon.state_dir, "--listen", f"unix:{second}", "--allow-dir", daemon.files
+    )
+    assert result.returncode == 2, result.stderr
+    assert "another virtjobd is using the state directory" in result.stderr
+    assert not os.path.exists(second)
+    with daemon.client() as client:
+        assert client.get("/v1/version").status_code == 200
+
+
+@pytest.mark.parametrize("inside", ["", "qemu"])
+def test_an_allow_dir_inside_the_state_directory_is_refused(
+    tmp_path: os.PathLike[str], inside: str
+) -> None:
+    state = os.path.join(str(tmp_path), "state")
+    allowed = os.path.join(state, inside) if inside else state
+    os.makedirs(allowed, mode=0o700)
+    result = _start_fails("--state-dir", state, "--allow-dir", allowed)
+    assert result.returncode == 2, result.stderr
+    assert f"--allow-dir {allowed} lies inside virtjobd's own {state}" in result.stderr
+
+
+def test_allow_dirs_around_and_inside_the_state_directory_are_refused(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """Allowing both a parent of the state directory and its files dir has no clear meaning."""
+    base = str(tmp_path)
+    state = os.path.join(base, "state")
+    files = os.path.join(state, "files")
+    os.makedirs(files, mode=0o700)
+    result = _start_fails("--state-dir", state, "--allow-dir", base, "--allow-dir", files)
+    assert result.returncode == 2, result.stderr
+    assert f"--allow-dir {base} contains virtjobd's own {state}" in result.stderr
+
+
+# -- finding 13: a state or socket directory someone else controls ---------------------------
+
+
+def test_a_state_directory_of_another_user_is_refused(tmp_path: os.PathLike[str]) -> None:
+    """An existing /tmp/vj of uid 1000, mode 0777: refused, and nothing created in it."""
+    state = os.path.join(str(tmp_path), "vj")
+    os.mkdir(state)
+    os.chown(state, OTHER_UID, OTHER_UID)
+    os.chmod(state, 0o777)
+    result = _start_fails("--state-dir", state)
+    assert result.returncode == 2, result.stderr
+    assert f"the state directory {state} belongs to uid {OTHER_UID}" in result.stderr
+    assert "give a fresh directory" in result.stderr
+    assert f"chown {os.geteuid()} {state}" in result.stderr
+    assert os.listdir(state) == []
+
+
+def test_a_state_directory_writable_by_others_is_refused(tmp_path: os.PathLike[str]) -> None:
+    state = os.path.join(str(tmp_path), "vj")
+    os.mkdir(state)
+    os.chmod(state, 0o777)
+    result = _start_fails("--state-dir", state)
+    assert result.returncode == 2, result.stderr
+    assert f"the state directory {state} is writable by others" in result.stderr
+    assert f"chmod 700 {state}" in result.stderr
+    assert os.listdir(state) == []
+
+
+def test_a_socket_directory_of_another_user_is_refused(tmp_path: os.PathLike[str]) -> None:
+    """Another user could replace the daemon's socket in their directory."""
+    sockets = os.path.join(str(tmp_path), "s")
+    os.mkdir(sockets)
+    os.chown(sockets, OTHER_UID, OTHER_UID)
+    state = os.path.join(str(tmp_path), "state")
+    result = _start_fails("--state-dir", state, "--listen", f"unix:{sockets}/d.sock")
+    assert result.returncode == 2, result.stderr
+    assert f"the socket directory {sockets} belongs to uid {OTHER_UID}" in result.stderr
+    assert os.listdir(sockets) == []
+
+
+def test_a_sticky_shared_socket_directory_is_accepted(tmp_path: os.PathLike[str]) -> None:
+    """A /tmp-like directory (world-writable, sticky) is fine for a socket: nobody else can
+    remove or replace a file of ours there."""
+    base = str(tmp_path)
+    sockets = os.path.join(base, "s")
+    os.mkdir(sockets)
+    os.chmod(sockets, 0o1777)
+    daemon = DaemonProcess(base=tempfile.mkdtemp(prefix="vjd-"))
+    daemon.socket = os.path.join(sockets, "d.sock")
+    try:
+        daemon.start()
+    finally:
+        daemon.cleanup()
+
+
+# -- finding 6: paths that are not text -------------------------------------------------------
+
+
+def _post_raw(client: httpx.Client, url: str, body: bytes) -> httpx.Response:
+    return client.post(url, content=body, headers={"content-type": "application/json"})
+
+
+def test_a_path_that_is_not_utf8_is_a_400_and_nothing_starts(
+    shared_daemon: DaemonProcess,
+) -> None:
+    host = new_host()
+    base = f"/v1/hosts/test/{host}"
+    files = shared_daemon.files.encode()
+    with shared_daemon.client() as client:
+        assert client.post(f"{base}/domains/test/suspend").status_code == 204  # create the host
+        assert client.post(f"{base}/domains/test/resume").status_code == 204
+        before = sorted(os.listdir(shared_daemon.files))
+        for route in ("domains/test/save", "domains/test/dump-core", "domains/restore"):
+            body = b'{"path": "' + files + b'/bad-\\udcff.save"}'
+            answer = _post_raw(client, f"{base}/{route}", body)
+            assert answer.status_code == 400, (route, answer.text)
+            error = answer.json()
+            assert error["code"] == "invalid-arg"
+            assert "\\udcff" in error["message"]  # shown escaped, so any terminal prints it
+            assert "send valid text" in error["message"]
+        answer = _post_raw(client, f"{base}/domains", b'{"xml": "<domain>\\udcff</domain>"}')
+        assert answer.status_code == 400, answer.text
+        assert client.get(f"{base}/domains/test").json()["state"] == "running"
+        assert client.get(f"{base}/jobs").json() == []
+        assert [job for job in client.get("/v1/jobs").json() if job["host"].endswith(host)] == []
+    assert sorted(os.listdir(shared_daemon.files)) == before
+
+
+def test_an_error_message_quoting_a_non_utf8_path_encodes() -> None:
+    """Any error carrying an un-encodable character still makes a valid UTF-8 JSON answer."""
+    answer = error_response(InvalidArgError("no such file /srv/\udcff.save"))
+    assert answer.status_code == 400
+    body = bytes(answer.body)
+    body.decode("utf-8")
+    assert json.loads(body)["message"] == "no such file /srv/\\udcff.save"
+
+
+# -- finding 3, daemon side: domain XML cannot reach outside what the operator allowed --------
+
+QEMU_NS = "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+
+
+def _qemu_xml(name: str, devices: str = "", extra: str = "") -> str:
+    return (
+        f"<domain type='qemu' {QEMU_NS}><name>{name}</name><memory unit='MiB'>64</memory>"
+        f"<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>"
+        f"<devices>{devices}</devices>{extra}</domain>"
+    )
+
+
+@pytest.fixture
+def qemu_daemon() -> Iterator[DaemonProcess]:
+    """A daemon serving qemu:///session from its own state directory, with default policy."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed")
+    daemon = DaemonProcess()
+    daemon.env = {"VIRTJOB_STATE_DIR": daemon.state_dir}
+    try:
+        yield daemon.start()
+    finally:
+        daemon.cleanup()
+
+
+def test_domain_xml_is_confined_to_what_the_operator_allowed(qemu_daemon: DaemonProcess) -> None:
+    """An emulator of the client's choosing, a disk outside --allow-dir, or extra QEMU
+    arguments are refused with a 4xx naming the option that would allow them."""
+    outside = os.path.join(qemu_daemon.base, "outside")
+    os.makedirs(outside)
+    disk = os.path.join(outside, "disk.img")
+    with open(disk, "wb") as handle:
+        handle.truncate(1 << 20)
+    refused = {
+        "emulator": (_qemu_xml("e1", "<emulator>/bin/sh</emulator>"), "--allow-emulator"),
+        "disk": (
+            _qemu_xml(
+                "d1",
+                f"<disk type='file' device='disk'><source file='{disk}'/>"
+                f"<target dev='vda' bus='virtio'/></disk>",
+            ),
+            qemu_daemon.files,
+        ),
+        "qemu-args": (
+            _qemu_xml(
+                "a1",
+                extra="<qemu:commandline><qemu:arg value='-pidfile'/>"
+                f"<qemu:arg value='{outside}/pid'/></qemu:commandline>",
+            ),
+            "--allow-qemu-args",
+        ),
+    }
+    base = "/v1/hosts/qemu/session/domains"
+    with qemu_daemon.client() as client:
+        for what, (xml, hint) in refused.items():
+            for route in (base, f"{base}/create"):
+                answer = client.post(route, json={"xml": xml})
+                error = _error(answer)
+                assert hint in error["message"], (what, route, error)
+        assert client.get(base).json() == []
+        assert client.get("/v1/hosts/qemu/session/jobs").json() == []
+    assert os.listdir(outside) == ["disk.img"]
