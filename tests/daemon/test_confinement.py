@@ -135,6 +135,47 @@ def test_allow_dirs_around_and_inside_the_state_directory_are_refused(
     assert f"--allow-dir {base} contains virtjobd's own {state}" in result.stderr
 
 
+# -- finding 4, daemon side: the path is checked again when the job starts -------------------
+
+TEST_HOST_SLOTS = 16
+"""Jobs a test host runs at once (virtjob.drivers.test.host.MAX_JOBS); more wait queued."""
+
+
+def test_a_directory_swapped_for_a_symlink_while_queued_cannot_escape(
+    shared_daemon: DaemonProcess,
+) -> None:
+    """A save checked fine on arrival waits in the queue; its directory becomes a symlink to
+    outside the allowed dirs: when it starts it fails access-denied, nothing is written
+    outside and the domain keeps running."""
+    host = new_host()
+    base = f"/v1/hosts/test/{host}"
+    sub = os.path.join(shared_daemon.files, f"{host}-sub")
+    os.mkdir(sub)
+    outside = tempfile.mkdtemp(prefix="outside-", dir=shared_daemon.base)
+    with shared_daemon.client() as client:
+        blockers = []
+        for index in range(TEST_HOST_SLOTS):  # crawling network creations fill every slot
+            xml = f"<network><name>b{index}</name><bridge name='vjq{index}'/></network>"
+            answer = client.post(f"{base}/networks/create", json={"xml": xml}, params={"rate": 1})
+            assert answer.status_code == 202, answer.text
+            blockers.append(answer.json()["id"])
+        answer = client.post(
+            f"{base}/domains/test/save", json={"path": os.path.join(sub, "x.save")}
+        )
+        assert answer.status_code == 202, answer.text
+        job = answer.json()
+        assert job["info"]["state"] == "queued"
+        os.rmdir(sub)
+        os.symlink(outside, sub)
+        for blocker in blockers:
+            assert client.post(f"/v1/jobs/{blocker}/cancel").status_code == 200
+        final = client.get(f"/v1/jobs/{job['id']}/wait", params={"timeout": SAFETY}).json()
+        assert final["info"]["state"] == "failed", final
+        assert final["error"]["code"] == "access-denied", final
+        assert client.get(f"{base}/domains/test").json()["state"] == "running"
+    assert os.listdir(outside) == []
+
+
 # -- finding 13: a state or socket directory someone else controls ---------------------------
 
 
