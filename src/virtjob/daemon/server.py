@@ -74,6 +74,11 @@ class _Config(uvicorn.Config):
         self.max_connections = max_connections
 
 
+REFUSAL_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about connections refused over the limit."""
+_last_refusal_log = float("-inf")
+
+
 class _Guard:
     """One connection's request deadline and admission (see the module docs)."""
 
@@ -89,7 +94,13 @@ class _Guard:
         self.transport = transport
         if self.limit is None or connections <= self.limit:
             return True
-        log.warning("refused a connection: %d open, the most --max-connections allows", self.limit)
+        global _last_refusal_log  # noqa: PLW0603 - one rate limit for the whole process
+        now = self.loop.time()
+        if now - _last_refusal_log >= REFUSAL_LOG_INTERVAL:  # a flood must not flood the log
+            _last_refusal_log = now
+            log.warning(
+                "refusing connections: %d open, the most --max-connections allows", self.limit
+            )
         body = json.dumps(
             {
                 "code": "operation-invalid",
