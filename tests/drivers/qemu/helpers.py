@@ -9,18 +9,20 @@ act on part-way.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import virtjob
-from virtjob import Domain, DomainState, JobInfo, JobState
+from virtjob import Domain, DomainState, Job, JobInfo, JobState
 from virtjob.drivers.qemu import QemuDriver
 from virtjob.drivers.qemu.host import QemuHost
 from virtjob.savefile import PARTIAL_MARK
@@ -82,8 +84,13 @@ class QemuEnv:
         memory_mib: int = 128,
         pattern: Path | None = None,
         domain_uuid: uuid.UUID | None = None,
+        domain_type: str = "kvm",
+        devices: str = "",
     ) -> str:
-        """A disk-less one-vCPU guest with a fresh UUID (remembered, to find its QEMU later)."""
+        """A disk-less one-vCPU guest with a fresh UUID (remembered, to find its QEMU later).
+
+        `domain_type` is ``<domain type>``; `devices` is extra XML inside ``<devices>``.
+        """
         domain_uuid = domain_uuid or uuid.uuid4()
         self.uuids.add(domain_uuid)
         extra = ""
@@ -96,10 +103,11 @@ class QemuEnv:
                 "</qemu:commandline>"
             )
         return (
-            "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+            f"<domain type='{domain_type}'"
+            " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
             f"<name>{name}</name><uuid>{domain_uuid}</uuid>"
             f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>"
-            f"<os><type arch='x86_64'>hvm</type></os>{extra}</domain>"
+            f"<os><type arch='x86_64'>hvm</type></os><devices>{devices}</devices>{extra}</domain>"
         )
 
     def create(self, name: str, *, memory_mib: int = 128, pattern_mib: int = 0) -> Guest:
@@ -123,6 +131,20 @@ class QemuEnv:
     def qemu_pids(self) -> list[int]:
         """Pids of live processes whose command line names one of this test's domains."""
         return qemu_pids(self.uuids)
+
+    def kvm_enabled(self, dom: Domain) -> bool:
+        """Whether the domain's QEMU runs the guest under KVM (QMP ``query-kvm``)."""
+        with self.host.lock:
+            process = self.host.domains[dom.uuid].process
+        assert process is not None, f"{dom.name} has no QEMU process"
+        return bool(process.monitor.execute("query-kvm").get("enabled"))
+
+    def migration_status(self, dom: Domain) -> str:
+        """QEMU's own ``query-migrate`` status of the domain (no public API says it)."""
+        with self.host.lock:
+            process = self.host.domains[dom.uuid].process
+        assert process is not None, f"{dom.name} has no QEMU process"
+        return str(process.monitor.execute("query-migrate").get("status", "none"))
 
     def launches(self) -> int:
         """How many QEMU processes the host has launched so far (one log line each)."""
@@ -203,6 +225,57 @@ def qemu_pids(uuids: set[uuid.UUID]) -> list[int]:
         if any(token in cmdline for token in wanted):
             found.append(int(entry))
     return found
+
+
+@contextlib.contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """Keep process `pid` stopped (SIGSTOP) inside the block: a QEMU that does not answer.
+
+    It is let go (SIGCONT) on the way out, whatever happens, unless it is gone by then.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: _proc_state(pid) in ("T", "t", None), f"process {pid} stopping", 5)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+STREAMED = 4 * MIB
+"""Bytes a restore must have streamed into QEMU before `streaming_restore` hands it over."""
+
+
+def streaming_restore(env: QemuEnv, job: Job) -> int:
+    """Watch restore `job` until it has streamed `STREAMED` bytes of the image into its new
+    QEMU (the job's bytes are the image checked, then the image fed), and return that QEMU's
+    pid; fail if the restore ends first."""
+    pid: int | None = None
+    for info in job.watch(interval=0):
+        if not (info.processed and info.total) or info.processed <= info.total // 2:
+            continue  # still checking the file: no QEMU yet
+        if pid is None:
+            [pid] = env.qemu_pids()
+        if info.processed > info.total // 2 + STREAMED:
+            return pid
+    raise AssertionError(f"the restore ended before it streamed: {job.info()}")
+
+
+def assert_midway(job: Job) -> None:
+    """The job has not moved all its bytes yet (it is caught part-way)."""
+    info = job.info()
+    assert info.processed is not None
+    assert info.total is not None
+    assert info.processed < info.total, f"the job was over before we could act: {info}"
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of process `pid` in /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
 
 
 def partials(directory: Path) -> list[Path]:

@@ -15,9 +15,12 @@ import virtjob
 from tests.drivers.qemu.helpers import (
     Guest,
     QemuEnv,
+    assert_midway,
     assert_same_memory,
     partials,
     state_or_gone,
+    stopped,
+    streaming_restore,
 )
 from virtjob import Domain, DomainState, Job, JobInfo, JobState
 
@@ -161,13 +164,12 @@ def test_full_disk_fails_cleanly(env: QemuEnv, small_disk: Path, operation: str)
 
 def test_second_job_on_a_busy_domain_is_refused_naming_the_first(env: QemuEnv, big: Guest) -> None:
     """While a save runs, other jobs and immediate operations on the domain are refused with
-    OperationInvalidError naming the save's job id."""
+    OperationInvalidError naming the save's job id (all but destroy: see test_hung_qemu)."""
     target = Path(env.path("big.save"))
     job = big.dom.save_job(str(target))
     refused: list[Callable[[], object]] = [
         lambda: big.dom.save_job(env.path("other.save")),
         lambda: big.dom.dump_core_job(env.path("other.core")),
-        big.dom.destroy,
         big.dom.suspend,
         big.dom.resume,
         big.dom.shutdown,
@@ -240,3 +242,30 @@ def test_cancelled_boot_leaves_no_qemu(env: QemuEnv, operation: str) -> None:
         assert dom.state() is DomainState.SHUTOFF
         dom.start()
         assert dom.state() is DomainState.RUNNING
+
+
+def test_qemu_killed_midway_through_a_restore_reports_its_status_and_log(
+    env: QemuEnv, big: Guest
+) -> None:
+    """kill -9 of the restoring QEMU while the image streams into it: the job FAILS with
+    QEMU's exit status, the signal and its log's last lines (not the broken pipe our feeder
+    saw); no domain and no QEMU remain, the save file is untouched and restores afterwards."""
+    target = Path(env.path("big.save"))
+    big.dom.save(str(target))
+    job = env.conn.restore_job(str(target))
+    pid = streaming_restore(env, job)
+    with stopped(pid):  # holds QEMU mid-stream, our feeder mid-write
+        assert_midway(job)
+        os.kill(pid, signal.SIGKILL)
+    assert job.wait(timeout=30).state is JobState.FAILED
+    error = job.error()
+    assert isinstance(error, virtjob.OperationFailedError)
+    assert "QEMU for domain 'big' exited during the restore (status -9)" in error.message
+    assert "killed by SIGKILL" in error.message
+    assert "its last output:" in error.message
+    assert "Errno" not in error.message
+    assert "stopped reading" not in error.message
+    assert env.qemu_pids() == []
+    assert env.conn.list_domains() == []
+    restored = env.conn.restore(str(target))
+    assert_same_memory(env.memory_at(restored, len(big.pattern)), big.pattern)

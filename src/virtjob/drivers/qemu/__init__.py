@@ -2,12 +2,15 @@
 
 ``qemu:///session`` keeps its domain definitions under ``$VIRTJOB_STATE_DIR`` (else
 ``~/.local/share/virtjob``) and runs guests as children of this process, spoken to over QMP
-with the ``qemu.qmp`` library. KVM is used when ``/dev/kvm`` is usable, TCG otherwise;
-``?accel=kvm|tcg`` forces one. ``shutdown`` only asks the guest (ACPI); with
-``?shutdown_timeout=SECONDS`` every shutdown on the connection kills QEMU (logged) when the guest
-has not powered off by then, as ``shutdown(force_after=SECONDS)`` does. Guests die with the
-process that runs them; to keep guests and jobs across processes, run them in ``virtjobd`` and
-connect with ``qemu+unix:///session``.
+with the ``qemu.qmp`` library. Each guest runs as its ``<domain type>`` says (``kvm``: KVM,
+refused when ``/dev/kvm`` is not usable; ``qemu``: TCG); ``?accel=tcg`` emulates every guest
+of the host, ``?accel=kvm`` insists that KVM be usable. All connections of a process to one
+state directory share one host: an ``accel`` that contradicts the open host is refused.
+``shutdown`` only asks the guest (ACPI); with ``?shutdown_timeout=SECONDS`` every shutdown on
+the connection kills QEMU (logged) when the guest has not powered off by then, as
+``shutdown(force_after=SECONDS)`` does. Guests die with the process that runs them; to keep
+guests and jobs across processes, run them in ``virtjobd`` and connect with
+``qemu+unix:///session``.
 """
 
 from __future__ import annotations
@@ -62,8 +65,8 @@ def connect(uri: ConnectURI) -> QemuDriver:
             f"unknown parameter {sorted(unknown)[0]!r} in {uri};"
             f" the qemu driver takes 'accel' and 'shutdown_timeout'"
         )
-    accel = uri.params.get("accel") or ("kvm" if kvm_usable() else "tcg")
-    if accel not in ("kvm", "tcg"):
+    accel = uri.params.get("accel") or None
+    if accel is not None and accel not in ("kvm", "tcg"):
         raise InvalidArgError(f"accel={accel!r} in {uri}: use 'kvm' or 'tcg'")
     if accel == "kvm" and not kvm_usable():
         raise InvalidArgError(f"{uri} asks for KVM but /dev/kvm is not usable here; use accel=tcg")
@@ -75,4 +78,4 @@ def connect(uri: ConnectURI) -> QemuDriver:
         raise InvalidArgError(
             f"cannot use state directory {directory}: {exc.strerror}; set ${STATE_ENV}"
         ) from None
-    return QemuDriver(get_host(directory, accel), str(uri), shutdown_timeout)
+    return QemuDriver(get_host(directory, accel, str(uri)), str(uri), shutdown_timeout)

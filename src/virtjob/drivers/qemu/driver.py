@@ -91,8 +91,12 @@ class QemuDriver:
             return self.host.find_domain(key).ref
 
     def define_domain(self, xml: str) -> DomainRef:
-        """Define a domain (stored under the state directory), or update the same one."""
+        """Define a domain (stored under the state directory), or update the same one.
+
+        Raises `AccessDeniedError` on a confined host for XML that reaches outside it.
+        """
         config = parse_domain_xml(xml)
+        self.host.check_definition(config)
         with self.host.lock:
             existing = self.host.domains.get(config.uuid)
             if existing is not None and existing.config.name == config.name:
@@ -146,10 +150,19 @@ class QemuDriver:
             return format_domain_xml(self.host.domain(ref).config)
 
     def domain_destroy(self, ref: DomainRef) -> None:
-        """Kill the domain's QEMU at once."""
-        self._refuse_if_busy(ref.name, f"destroy domain {ref.name!r}")
-        _, process = self.host.running_process(ref, "destroy")
-        process.kill()
+        """Kill the domain's QEMU at once, even a hung one, even while a job runs on it.
+
+        A save or dump running on the domain then fails saying the domain was destroyed (its
+        partial file removed). While a start or restore is still bringing the domain up there
+        is no QEMU of it to kill yet: `OperationInvalidError` naming that job (cancel it).
+        Raises `OperationInvalidError` for a domain that is not running.
+        """
+        with self.host.lock:
+            process = self.host.domain(ref).process
+        if process is None or process.ended.is_set():
+            self._refuse_if_busy(ref.name, f"destroy domain {ref.name!r}")
+            raise objects.not_running("destroy", ref.name, "not running")
+        process.kill(reason=f"domain {ref.name!r} was destroyed")
 
     def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> bool:
         """Press the guest's ACPI power button (QMP ``system_powerdown``) and return False.
@@ -200,8 +213,12 @@ class QemuDriver:
         process.monitor.execute(command)
 
     def create_domain_job(self, xml: str) -> Job:
-        """Boot a new transient domain in the background."""
+        """Boot a new transient domain in the background.
+
+        Raises at once what `QemuHost.vet` raises for a guest this host may not or cannot run.
+        """
         config = parse_domain_xml(xml)
+        self.host.vet(config)
         with self.host.lock:
             self.host.check_clash(config)
             return self._start(
@@ -209,7 +226,10 @@ class QemuDriver:
             )
 
     def start_domain_job(self, ref: DomainRef) -> Job:
-        """Boot a defined domain in the background."""
+        """Boot a defined domain in the background (refused at once as `QemuHost.vet` says)."""
+        with self.host.lock:
+            config = self.host.domain(ref).config
+        self.host.vet(config)
         with self.host.lock:
             if self.host.domain(ref).process is not None:
                 raise OperationInvalidError(
@@ -229,6 +249,7 @@ class QemuDriver:
     def restore_domain_job(self, path: str) -> Job:
         """Check the save file at `path` and restore its domain in the background."""
         config = workers.read_save_header(path, self.host.confinement)
+        self.host.vet(config)  # the save file's XML is a client's XML too
         with self.host.lock:
             workers.restorable(self.host, config)
             return self._start(

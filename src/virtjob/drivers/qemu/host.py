@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -18,14 +20,24 @@ from dataclasses import dataclass
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers import objects
 from virtjob.drivers.base import Confinement, DomainRef, DomainState
-from virtjob.drivers.qemu.command import build_argv, find_emulator
+from virtjob.drivers.qemu.command import DEFAULT_EMULATOR, build_argv, find_emulator, kvm_usable
+from virtjob.drivers.qemu.confine import check_domain
 from virtjob.drivers.qemu.monitor import EventLoopThread
 from virtjob.drivers.qemu.process import Launcher, QemuProcess
-from virtjob.errors import NoDomainError, OperationFailedError, XMLError
+from virtjob.errors import (
+    InvalidArgError,
+    NoDomainError,
+    NoSupportError,
+    OperationFailedError,
+    XMLError,
+)
 from virtjob.jobs import LocalJobDriver
 from virtjob.savefile import AtomicFile
 
+log = logging.getLogger("virtjob.qemu")
 MAX_JOBS = 8
+STATE_TIMEOUT = 2.0
+"""Seconds QEMU has to say its state before the domain is reported paused (unresponsive)."""
 _QEMU_STATES = {
     "running": DomainState.RUNNING,
     "paused": DomainState.PAUSED,
@@ -62,11 +74,18 @@ class QemuDomain:
 
 
 class QemuHost:
-    """The domains of one state directory and the QEMU processes that run them."""
+    """The domains of one state directory and the QEMU processes that run them.
 
-    def __init__(self, state_dir: str, accel: str) -> None:
+    `forced_accel` is the ``?accel=`` its first connection gave (None: none): ``tcg`` runs
+    every guest under TCG, ``kvm`` only insisted that KVM be usable. Otherwise each guest runs
+    as its ``<domain type>`` says (see `accel_for`). `accel` is the host's default, for
+    `Capabilities.hypervisor`.
+    """
+
+    def __init__(self, state_dir: str, accel: str | None) -> None:
         self.state_dir = state_dir
-        self.accel = accel
+        self.forced_accel = accel
+        self.accel = accel or ("kvm" if kvm_usable() else "tcg")
         self.root = os.path.join(state_dir, "qemu")
         self.definitions = os.path.join(self.root, "domains")
         self.logs = os.path.join(self.root, "logs")
@@ -127,20 +146,79 @@ class QemuHost:
         """Refuse `config` if another domain (not `allow`) has its name or UUID."""
         objects.check_clash(self.domains, config, "domain", allow)
 
+    # -- what a guest may be ----------------------------------------------------------------
+
+    def accel_for(self, config: DomainConfig) -> str:
+        """The accelerator QEMU runs `config` with: ``kvm`` for ``<domain type='kvm'>``,
+        ``tcg`` for ``type='qemu'`` (and for every guest of a host opened with accel=tcg).
+
+        Raises `NoSupportError` for a KVM guest when /dev/kvm is not usable, and
+        `InvalidArgError` for ``type='test'`` (a test-driver domain).
+        """
+        kind = config.domain_type
+        if kind == "test":
+            raise InvalidArgError(
+                f"domain {config.name!r} is <domain type='test'>, which only the test driver"
+                f" runs; use type='kvm' (KVM) or type='qemu' (TCG emulation) on qemu:///session"
+            )
+        if self.forced_accel == "tcg" or kind == "qemu":
+            return "tcg"
+        if not kvm_usable():
+            raise NoSupportError(
+                f"domain {config.name!r} is <domain type='kvm'> but /dev/kvm is not usable"
+                f" here; use <domain type='qemu'> to run it under TCG emulation, or open"
+                f" qemu:///session?accel=tcg to emulate every guest of this host"
+            )
+        return "kvm"
+
+    def vet(self, config: DomainConfig) -> tuple[DomainConfig, str, str]:
+        """Check that this host may run `config`: the config to launch (image paths resolved
+        on a confined host), its accelerator and its emulator binary.
+
+        Called when a domain is defined, created, started or restored, and again at launch.
+        Raises what `accel_for` raises, `AccessDeniedError` when the host is confined and
+        `config` names an emulator, image file or QEMU argument outside what it allows
+        (`virtjob.drivers.qemu.confine`), and `OperationFailedError` when the emulator is not
+        installed.
+        """
+        accel = self.accel_for(config)
+        checked, emulator = self.check_definition(config)
+        return checked, accel, emulator or find_emulator(checked)
+
+    def check_definition(self, config: DomainConfig) -> tuple[DomainConfig, str | None]:
+        """What `vet` checks that does not depend on this machine's KVM and QEMU install: the
+        domain type and, on a confined host, the confinement. Returns the config with image
+        paths resolved (confined host) and the emulator the confinement picked, if any.
+
+        Raises `InvalidArgError` for a test-driver domain, `AccessDeniedError` for one that
+        reaches outside the confinement.
+        """
+        if config.domain_type == "test":
+            self.accel_for(config)  # raises: only the test driver runs it
+        confinement = self.confinement
+        if confinement is None:
+            return config, None
+        return check_domain(config, confinement, shutil.which(DEFAULT_EMULATOR))
+
     # -- processes --------------------------------------------------------------------------
 
     def launch(
         self, config: DomainConfig, *, incoming: bool = False, pass_fds: tuple[int, ...] = ()
     ) -> QemuProcess:
-        """Start a paused QEMU for `config` (not yet attached to any domain) and connect to it."""
-        emulator = find_emulator(config)
+        """Start a paused QEMU for `config` (not yet attached to any domain) and connect to it.
+
+        Raises `NoSupportError`/`InvalidArgError` for a guest this host cannot run (`vet`),
+        `AccessDeniedError` for one outside the host's confinement, `OperationFailedError`
+        if QEMU fails to start.
+        """
+        checked, accel, emulator = self.vet(config)
         log_path = os.path.join(self.logs, f"{config.name}.log")
         return QemuProcess.launch(
             config.name,
             lambda monitor_fd: build_argv(
-                config,
+                checked,
                 emulator=emulator,
-                accel=self.accel,
+                accel=accel,
                 monitor_fd=monitor_fd,
                 incoming=incoming,
             ),
@@ -174,13 +252,33 @@ class QemuHost:
             self.domains.pop(domain.config.uuid, None)
 
     def state(self, domain: QemuDomain) -> DomainState:
-        """The domain's run state, asked of QEMU itself while it runs."""
+        """The domain's run state, asked of QEMU itself while it runs.
+
+        A QEMU that is alive but does not answer (stopped by a signal, hung) runs no guest
+        code: it is reported PAUSED, never CRASHED, and a warning is logged.
+        """
         process = domain.process
         if process is None:
             return DomainState.CRASHED if domain.crashed else DomainState.SHUTOFF
+        if process.stopped():
+            log.warning(
+                "QEMU of domain %r (pid %d) is stopped by a signal; reporting the domain paused",
+                domain.config.name,
+                process.pid,
+            )
+            return DomainState.PAUSED
         try:
-            status = process.monitor.execute("query-status", timeout=5.0)
+            status = process.monitor.execute("query-status", timeout=STATE_TIMEOUT)
         except OperationFailedError:
+            if not process.ended.wait(0.5):
+                log.warning(
+                    "QEMU of domain %r (pid %d) did not answer query-status within %g s;"
+                    " reporting the domain paused (unresponsive)",
+                    domain.config.name,
+                    process.pid,
+                    STATE_TIMEOUT,
+                )
+                return DomainState.PAUSED
             process.exited.wait(1.0)
             return DomainState.SHUTOFF if process.expected_exit else DomainState.CRASHED
         return _QEMU_STATES.get(str(status.get("status")), DomainState.NOSTATE)
@@ -199,11 +297,31 @@ _hosts: dict[str, QemuHost] = {}
 _hosts_lock = threading.Lock()
 
 
-def get_host(state_dir: str, accel: str) -> QemuHost:
-    """Return the process's host for `state_dir`, creating it on first use."""
+def get_host(state_dir: str, accel: str | None, uri: str = "qemu:///session") -> QemuHost:
+    """Return the process's host for `state_dir`, creating it on first use.
+
+    `accel` is the ``?accel=`` of the connection `uri` (None: not given). Raises
+    `InvalidArgError` when it contradicts the accelerator the open host was created with:
+    every connection to the host shares its guests, so one cannot change it.
+    """
     key = os.path.realpath(state_dir)
     with _hosts_lock:
         host = _hosts.get(key)
         if host is None:
             host = _hosts[key] = QemuHost(key, accel)
+        elif accel is not None and accel != host.forced_accel:
+            compatible = host.forced_accel is None and accel == "kvm" and kvm_usable()
+            if not compatible:
+                opened = (
+                    f"accel={host.forced_accel}"
+                    if host.forced_accel
+                    else "no accel parameter (each guest runs as its <domain type> says)"
+                )
+                raise InvalidArgError(
+                    f"{uri}: qemu:///session (state directory {key}) is already open in this"
+                    f" process with {opened}; its connections share one host, its guests and"
+                    f" its jobs, so accel={accel} cannot apply to it. Connect without accel,"
+                    f" choose the accelerator per guest with <domain type='kvm'|'qemu'>, or"
+                    f" use another $VIRTJOB_STATE_DIR"
+                )
         return host

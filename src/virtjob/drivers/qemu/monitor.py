@@ -12,7 +12,7 @@ import concurrent.futures
 import contextlib
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError
@@ -32,14 +32,76 @@ class EventLoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """Run `coro` on the loop and wait for its result; `TimeoutError` after `timeout`."""
+    def run(
+        self, coro: Coroutine[Any, Any, T], timeout: float | None, abort: Abort | None = None
+    ) -> T:
+        """Run `coro` on the loop and wait for its result.
+
+        Raises `TimeoutError` after `timeout` seconds and `Interrupted` as soon as `abort` is
+        set; either way the coroutine is cancelled.
+        """
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        if abort is None:
+            try:
+                return future.result(timeout)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                raise TimeoutError from None
+        with abort.watch() as wake:
+            future.add_done_callback(lambda _: wake.set())
+            wake.wait(timeout)
+        if future.done():
+            return future.result()
+        future.cancel()
+        if abort.is_set():
+            raise Interrupted
+        raise TimeoutError
+
+
+class NoAnswerError(OperationFailedError):
+    """QEMU did not answer a command in time: it is stopped, hung or very busy."""
+
+
+class Interrupted(Exception):
+    """A monitor call was cut short by its `Abort` (QEMU may still carry the command out)."""
+
+
+class Abort:
+    """A one-way flag that cuts short every monitor call waiting on it (a job's cancel).
+
+    Thread-safe: `set` may be called from any thread, once or many times.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._waiters: set[threading.Event] = set()
+
+    def set(self) -> None:
+        """Raise the flag and wake every call waiting on it."""
+        with self._lock:
+            self._set = True
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.set()
+
+    def is_set(self) -> bool:
+        """Whether `set` has been called."""
+        return self._set
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[threading.Event]:
+        """An event set when the flag is raised (already set if it is up)."""
+        event = threading.Event()
+        with self._lock:
+            if self._set:
+                event.set()
+            self._waiters.add(event)
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError from None
+            yield event
+        finally:
+            with self._lock:
+                self._waiters.discard(event)
 
 
 class Monitor:
@@ -69,16 +131,20 @@ class Monitor:
         command: str,
         arguments: dict[str, object] | None = None,
         timeout: float = COMMAND_TIMEOUT,
+        abort: Abort | None = None,
     ) -> Any:
-        """Run a QMP command and return its answer."""
+        """Run a QMP command and return its answer.
+
+        Raises `Interrupted` (not a `VirtError`) as soon as `abort` is set while waiting.
+        """
         try:
-            return self._loop.run(self._client.execute(command, arguments), timeout)
+            return self._loop.run(self._client.execute(command, arguments), timeout, abort)
         except ExecuteError as exc:
             raise OperationFailedError(
                 f"QEMU refused {command!r} for domain {self._domain!r}: {exc.error.error.desc}"
             ) from None
         except TimeoutError:
-            raise OperationFailedError(
+            raise NoAnswerError(
                 f"QEMU for domain {self._domain!r} did not answer {command!r} within {timeout} s"
             ) from None
         except (QMPError, OSError, EOFError) as exc:
@@ -87,8 +153,11 @@ class Monitor:
                 f" (QEMU may have exited): {exc or type(exc).__name__}"
             ) from None
 
-    def send_fd(self, fd: int, name: str) -> None:
-        """Hand QEMU a file descriptor it will know as `name` (QMP ``getfd``)."""
+    def send_fd(self, fd: int, name: str, abort: Abort | None = None) -> None:
+        """Hand QEMU a file descriptor it will know as `name` (QMP ``getfd``).
+
+        Raises `Interrupted` as soon as `abort` is set while waiting.
+        """
 
         async def send() -> None:
             self._client.send_fd_scm(fd)
@@ -96,7 +165,7 @@ class Monitor:
 
         with self._lock:
             try:
-                self._loop.run(send(), COMMAND_TIMEOUT)
+                self._loop.run(send(), COMMAND_TIMEOUT, abort)
             except (QMPError, OSError, EOFError, TimeoutError) as exc:
                 raise OperationFailedError(
                     f"could not pass a file to QEMU for domain {self._domain!r}: {exc}"

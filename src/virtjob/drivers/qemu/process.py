@@ -78,6 +78,10 @@ class QemuProcess:
         self.monitor = monitor
         self.log_path = log_path
         self.expected_exit = False
+        self.kill_reason: str | None = None
+        """Why virtjob killed this QEMU (e.g. "the domain was destroyed"), for job errors."""
+        self.log_offset = 0
+        """Where this process's own output starts in its (shared, appended) log file."""
         self.ended = threading.Event()
         self.exited = threading.Event()
         self._on_exit = on_exit
@@ -117,6 +121,7 @@ class QemuProcess:
             with open(log_path, "ab") as log_file:
                 log_file.write(f"--- {' '.join(argv)}\n".encode())
                 log_file.flush()
+                log_offset = log_file.tell()
                 try:
                     proc = launcher.popen(
                         argv,
@@ -134,6 +139,7 @@ class QemuProcess:
             theirs.close()
         monitor = Monitor(loop, domain)
         process = cls(domain, proc, monitor, log_path, on_exit)
+        process.log_offset = log_offset
         try:
             monitor.connect(ours, CONNECT_TIMEOUT)
         except OperationFailedError:
@@ -154,9 +160,15 @@ class QemuProcess:
         finally:
             self.exited.set()
 
-    def kill(self) -> None:
-        """Kill QEMU at once and wait for it to be gone."""
+    def kill(self, reason: str | None = None) -> None:
+        """Kill QEMU at once (even a stopped or hung one) and wait for it to be gone.
+
+        `reason` (e.g. "the domain was destroyed") is what a job that was using this QEMU
+        reports as the cause of its failure.
+        """
         self.expected_exit = True
+        if reason is not None and self.kill_reason is None:
+            self.kill_reason = reason
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
                 os.kill(self.proc.pid, signal.SIGKILL)
@@ -171,12 +183,24 @@ class QemuProcess:
         if not self.exited.wait(timeout):
             self.kill()
 
+    def stopped(self) -> bool:
+        """True while the process is stopped by a signal (SIGSTOP, a debugger): it cannot answer."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return False
+        return bool(fields) and fields[0] in (b"T", b"t")
+
     def log_tail(self, lines: int = 5) -> str:
-        """The last lines QEMU printed, for error messages."""
+        """The last lines this QEMU printed to its log, for error messages."""
         try:
             with open(self.log_path, "rb") as log_file:
-                text = log_file.read()[-4096:].decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
+                log_file.seek(max(self.log_offset, log_file.seek(0, os.SEEK_END) - 4096))
+                text = log_file.read().decode("utf-8", "replace")
+        except OSError as exc:
+            return f"(its log {self.log_path} cannot be read: {exc.strerror})"
         tail = [line for line in text.splitlines() if line and not line.startswith("--- ")]
-        return " | ".join(tail[-lines:]) or f"exit status {self.proc.poll()}"
+        if not tail:
+            return f"it wrote nothing to its log {self.log_path}"
+        return " | ".join(tail[-lines:])

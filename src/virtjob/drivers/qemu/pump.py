@@ -103,7 +103,9 @@ class PipeToSink(Pump):
 class SourceToPipe(Pump):
     """Writes every chunk of `source` into a pipe, then closes it (EOF for the reader).
 
-    `on_finish()` is called from the pump's thread once it has stopped, for whatever reason.
+    `on_finish()` is called from the pump's thread once it has stopped, for whatever reason;
+    `on_moved(moved)` after every write, with the bytes written so far (progress). The pipe end
+    is made non-blocking: a stop is seen at once even when QEMU has stopped reading.
     """
 
     def __init__(
@@ -112,9 +114,12 @@ class SourceToPipe(Pump):
         source: Iterable[bytes],
         name: str,
         on_finish: Callable[[], None] | None = None,
+        on_moved: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(fd, name, on_finish)
+        os.set_blocking(fd, False)  # a blocking write of a chunk waits for QEMU to read it all
         self._source = source
+        self._on_moved = on_moved
         self.complete = False
 
     def _pump(self) -> None:
@@ -135,4 +140,6 @@ class SourceToPipe(Pump):
                     raise OSError(errno.EPIPE, "QEMU stopped reading the stream") from None
                 view = view[written:]
                 self.moved += written
+                if self._on_moved is not None:
+                    self._on_moved(self.moved)
         self.complete = True

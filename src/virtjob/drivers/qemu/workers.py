@@ -6,12 +6,21 @@ is woken at once by a cancel request or by its pump stopping, so neither waits f
 poll. Every worker undoes what it did before it ends the job: after a cancelled or
 failed save or dump the guest runs on exactly as before and no partial file remains; after a
 cancelled or failed restore, create or start, no QEMU process is left.
+
+A cancel also cuts short the QMP call the worker is waiting on (`Abort`), so a QEMU that does
+not answer (stopped, hung) cannot hold a cancel up: undoing a save or dump then gives QEMU
+`UNDO_TIMEOUT` seconds to answer, and if it does not the job fails at once saying so (the guest
+stays paused, no partial file remains). When one side of a stream fails because the other did
+(QEMU sees EPIPE after our write failed, our feeder sees EPIPE after QEMU died), the job reports
+the root cause.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +30,7 @@ from typing import Any
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers.base import Confinement, DomainRef
 from virtjob.drivers.qemu.host import QemuDomain, QemuHost
+from virtjob.drivers.qemu.monitor import Abort, Interrupted, NoAnswerError
 from virtjob.drivers.qemu.process import QemuProcess
 from virtjob.drivers.qemu.pump import PipeToSink, Pump, SourceToPipe, make_pipe
 from virtjob.errors import InvalidArgError, OperationFailedError, OperationInvalidError, XMLError
@@ -35,18 +45,31 @@ MAX_BANDWIDTH = 1 << 40
 SETTLE_TIMEOUT = 10.0
 FINISH_POLL = 0.005
 """Seconds between polls once QEMU has been sent everything and only has to finish."""
+UNDO_TIMEOUT = 0.5
+"""Seconds QEMU has to answer the first command that undoes a cancelled or failed save or dump
+before it is declared unresponsive (keeps a cancel within the engine's one second)."""
 
 Worker = Callable[[JobContext], object]
 
 
 class Waker:
-    """Lets a progress loop nap between polls yet wake at once when something happens."""
+    """Lets a progress loop nap between polls yet wake at once when something happens.
+
+    `abort` is raised by `cancel` (the job's ``on_cancel``): it also cuts short the QMP call
+    the worker waits on.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.abort = Abort()
 
     def wake(self) -> None:
         """Cut the current (or next) nap short."""
+        self._event.set()
+
+    def cancel(self) -> None:
+        """Wake the worker and interrupt its QMP call: the job is being cancelled."""
+        self.abort.set()
         self._event.set()
 
     def nap(self, ctx: JobContext, seconds: float) -> bool:
@@ -69,10 +92,53 @@ class _Cancelled(Exception):
 
 
 def _gone(process: QemuProcess, during: str) -> OperationFailedError:
+    """The error of a job whose QEMU ended under it: who ended it, or its status and log."""
     process.exited.wait(1.0)
+    if process.kill_reason is not None:
+        return OperationFailedError(
+            f"the {during} of domain {process.domain!r} did not finish: {process.kill_reason}"
+            f" while it ran (QEMU was killed)"
+        )
+    status = process.returncode
+    how = ""
+    if status is not None and status < 0:
+        with contextlib.suppress(ValueError):
+            how = f" killed by {signal.Signals(-status).name};"
     return OperationFailedError(
-        f"QEMU for domain {process.domain!r} exited during the {during}"
-        f" (status {process.returncode}): {process.log_tail()}"
+        f"QEMU for domain {process.domain!r} exited during the {during} (status {status}):{how}"
+        f" its last output: {process.log_tail()}"
+    )
+
+
+def _execute(
+    process: QemuProcess,
+    waker: Waker,
+    during: str,
+    command: str,
+    arguments: dict[str, object] | None = None,
+) -> Any:
+    """Run a QMP command for a job: `_Cancelled` at once on a cancel; QEMU's death reported
+    with its status and log."""
+    try:
+        return process.monitor.execute(command, arguments, abort=waker.abort)
+    except Interrupted:
+        raise _Cancelled from None
+    except OperationFailedError:
+        if process.ended.wait(1.0):
+            raise _gone(process, during) from None
+        raise
+
+
+_SAVE_LEFT = "the guest is left paused: resume the domain once QEMU answers again, or destroy it"
+
+
+def _unresponsive(process: QemuProcess, what: str, left: str = _SAVE_LEFT) -> OperationFailedError:
+    """The error of a job whose undo QEMU did not answer: what happened and what is left."""
+    state = "stopped (by a signal)" if process.stopped() else "not answering"
+    return OperationFailedError(
+        f"{what}; QEMU for domain {process.domain!r} (pid {process.pid}) is {state} and did not"
+        f" answer within {UNDO_TIMEOUT} s, so virtjob gave up on it: no partial file remains;"
+        f" {left}"
     )
 
 
@@ -100,7 +166,9 @@ def _resume(process: QemuProcess, prior: str) -> None:
 # -- create and start ----------------------------------------------------------------------
 
 
-def _boot(host: QemuHost, ctx: JobContext, config: DomainConfig) -> QemuProcess | None:
+def _boot(
+    host: QemuHost, ctx: JobContext, config: DomainConfig, waker: Waker
+) -> QemuProcess | None:
     """Launch QEMU for `config` and let the guest run; None (QEMU gone) if cancelled."""
     ctx.initialize(bounded=True)
     ctx.update(percent=5)
@@ -109,7 +177,7 @@ def _boot(host: QemuHost, ctx: JobContext, config: DomainConfig) -> QemuProcess 
         ctx.update(percent=60)
         if ctx.cancel_requested:
             raise _Cancelled
-        process.monitor.execute("cont")
+        _execute(process, waker, "start", "cont")
         ctx.update(percent=90)
     except _Cancelled:
         process.kill()
@@ -122,9 +190,10 @@ def _boot(host: QemuHost, ctx: JobContext, config: DomainConfig) -> QemuProcess 
 
 def create_domain(host: QemuHost, config: DomainConfig) -> Plan:
     """A worker that boots a new transient domain from `config`."""
+    waker = Waker()
 
     def work(ctx: JobContext) -> DomainRef | None:
-        process = _boot(host, ctx, config)
+        process = _boot(host, ctx, config, waker)
         if process is None:
             ctx.finish_cancel()
             return None
@@ -138,16 +207,17 @@ def create_domain(host: QemuHost, config: DomainConfig) -> Plan:
             process.kill()  # outside the host lock: the exit handler takes it
             raise
 
-    return Plan(work)
+    return Plan(work, on_cancel=waker.cancel)
 
 
 def start_domain(host: QemuHost, ref: DomainRef) -> Plan:
     """A worker that boots the defined, shut-off domain `ref`."""
+    waker = Waker()
 
     def work(ctx: JobContext) -> DomainRef | None:
         with host.lock:
             domain = _shut_off(host, ref, "start")
-        process = _boot(host, ctx, domain.config)
+        process = _boot(host, ctx, domain.config, waker)
         if process is None:
             ctx.finish_cancel()
             return None
@@ -160,7 +230,7 @@ def start_domain(host: QemuHost, ref: DomainRef) -> Plan:
             process.kill()  # outside the host lock: the exit handler takes it
             raise
 
-    return Plan(work)
+    return Plan(work, on_cancel=waker.cancel)
 
 
 def _shut_off(host: QemuHost, ref: DomainRef, action: str) -> QemuDomain:
@@ -182,61 +252,70 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Plan:
     waker = Waker()
 
     def work(ctx: JobContext) -> None:
+        try:
+            save(ctx)
+        except _Cancelled:  # undone: the guest is as before, the partial file is gone
+            ctx.finish_cancel()
+
+    def save(ctx: JobContext) -> None:
         domain, process = host.running_process(ref, "save")
-        monitor = process.monitor
-        prior = str(monitor.execute("query-status").get("status"))
+        prior = str(_execute(process, waker, "save", "query-status").get("status"))
         xml = format_domain_xml(domain.config)
         read_fd, write_fd = make_pipe()
         pump: PipeToSink | None = None
-        cancelled = False
         try:
             what = f"a save of domain {ref.name!r}"
             with SaveFileWriter(
                 path, DRIVER_NAME, xml, what=what, confinement=host.confinement
             ) as out:
                 try:
-                    monitor.send_fd(write_fd, "virtjob-save")
+                    _send_fd(process, waker, write_fd, "virtjob-save")
                 finally:
                     os.close(write_fd)
                 pump = PipeToSink(read_fd, out.write_image, f"virtjob-save-{ref.name}", waker.wake)
                 read_fd = -1
                 pump.start()
-                monitor.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
-                ctx.initialize(bounded=True)
-                if prior == "running":
-                    monitor.execute("stop")
-                monitor.execute("migrate", {"uri": "fd:virtjob-save"})
                 try:
+                    _execute(
+                        process,
+                        waker,
+                        "save",
+                        "migrate-set-parameters",
+                        {"max-bandwidth": MAX_BANDWIDTH},
+                    )
+                    ctx.initialize(bounded=True)
+                    if prior == "running":
+                        _execute(process, waker, "save", "stop")
+                    _execute(process, waker, "save", "migrate", {"uri": "fd:virtjob-save"})
                     _follow_migration(ctx, process, pump, waker)
                 except _Cancelled:
-                    cancelled = True
-                    _abandon_migration(process, pump)
-                else:
-                    out.commit()
-        except BaseException:
+                    if not _abandon_migration(process, pump, prior):
+                        raise _unresponsive(
+                            process, f"the save of domain {ref.name!r} was cancelled"
+                        ) from None
+                    raise
+                except OperationFailedError as exc:
+                    if not _abandon_migration(process, pump, prior):
+                        raise _unresponsive(process, exc.message) from exc
+                    raise
+                except BaseException:
+                    _abandon_migration(process, pump, prior)
+                    raise
+                out.commit()
+        finally:
             if read_fd >= 0:
                 os.close(read_fd)
-            if pump is not None:
-                _abandon_migration(process, pump)
-            _resume(process, prior)
-            raise
-        if cancelled:  # the partial file is gone: leaving the block removed it
-            _resume(process, prior)
-            ctx.finish_cancel()
-            return
         process.quit()
 
-    return Plan(work, on_cancel=waker.wake)
+    return Plan(work, on_cancel=waker.cancel)
 
 
-def _query(process: QemuProcess, command: str, during: str) -> Any:
-    """Run a QMP query; when it fails because QEMU died, say so with QEMU's own last words."""
+def _send_fd(process: QemuProcess, waker: Waker, fd: int, name: str) -> None:
+    """Hand QEMU `fd` as `name`; `_Cancelled` at once on a cancel."""
     try:
-        return process.monitor.execute(command)
-    except OperationFailedError:
-        if process.ended.wait(1.0):
-            raise _gone(process, during) from None
-        raise
+        process.monitor.send_fd(fd, name, abort=waker.abort)
+    except Interrupted:
+        raise _Cancelled from None
 
 
 def _tick(
@@ -253,7 +332,7 @@ def _tick(
     if process.exited.is_set():
         raise _gone(process, during)
     if pump.error is not None:
-        raise _pump_failure(pump.error, process.domain, during)
+        raise _pump_failure(pump.error, process, during)
 
 
 def _follow_migration(
@@ -262,7 +341,7 @@ def _follow_migration(
     """Report migration progress until it completes; `_Cancelled` on a cancel request."""
     while True:
         _tick(ctx, waker, process, pump, "save")
-        info: dict[str, Any] = _query(process, "query-migrate", "save")
+        info: dict[str, Any] = _execute(process, waker, "save", "query-migrate")
         status = info.get("status")
         ram = info.get("ram")
         if isinstance(ram, dict) and ram.get("total"):
@@ -275,26 +354,82 @@ def _follow_migration(
                     f" its stream"
                 )
             if pump.error is not None:
-                raise _pump_failure(pump.error, process.domain, "save")
+                raise _pump_failure(pump.error, process, "save")
             return
         if status in ("failed", "cancelled"):
-            raise OperationFailedError(
+            raise _root_cause(pump, process, "save") or OperationFailedError(
                 f"QEMU failed the save of domain {process.domain!r}:"
                 f" {info.get('error-desc', status)}"
             )
 
 
-def _pump_failure(error: Exception, domain: str, during: str) -> OperationFailedError:
+def _root_cause(pump: Pump, process: QemuProcess, during: str) -> OperationFailedError | None:
+    """When QEMU says its stream failed, the pump's own error if it has one (None if not).
+
+    Our pump failing (disk full) closes the pipe, and QEMU then fails with EPIPE: the pump's
+    error is the root cause. QEMU failing on its own closes its end, so the pump ends soon
+    too, without error; either way the wait for the pump is short.
+    """
+    pump.finished.wait(SETTLE_TIMEOUT)
+    if pump.error is None:
+        return None
+    return _pump_failure(pump.error, process, during)
+
+
+def _pump_failure(error: Exception, process: QemuProcess, during: str) -> OperationFailedError:
+    """The job error for a pump that stopped on `error`, naming the root cause.
+
+    A broken pipe means QEMU stopped reading or writing its end: its death (status and log)
+    or its own migration error is the cause, not the pipe.
+    """
     if isinstance(error, OperationFailedError):
         return error
-    return OperationFailedError(f"the {during} of domain {domain!r} failed: {error}")
+    if isinstance(error, OSError) and error.errno == errno.EPIPE:
+        if process.ended.wait(1.0):
+            return _gone(process, during)
+        return OperationFailedError(
+            f"QEMU for domain {process.domain!r} stopped reading the {during} stream:"
+            f" {_migration_error(process)}; {process.log_tail()}"
+        )
+    return OperationFailedError(f"the {during} of domain {process.domain!r} failed: {error}")
 
 
-def _abandon_migration(process: QemuProcess, pump: PipeToSink) -> None:
-    with contextlib.suppress(OperationFailedError):
-        process.monitor.execute("migrate_cancel")
+def _migration_error(process: QemuProcess) -> str:
+    """QEMU's own description of why its migration failed, if it gives one."""
+    try:
+        info = process.monitor.execute("query-migrate", timeout=UNDO_TIMEOUT)
+    except OperationFailedError as exc:
+        return exc.message
+    return str(info.get("error-desc") or f"migration {info.get('status', 'state unknown')}")
+
+
+def _answers(process: QemuProcess, command: str) -> bool:
+    """Send an undoing `command`; False if QEMU is alive but does not answer in time."""
+    if process.exited.is_set():
+        return True
+    if process.stopped():
+        return False
+    try:
+        process.monitor.execute(command, timeout=UNDO_TIMEOUT)
+    except NoAnswerError:
+        return process.ended.is_set()
+    except OperationFailedError:
+        return True  # refused (nothing to undo) or QEMU gone: either way it is not hanging
+    return True
+
+
+def _abandon_migration(process: QemuProcess, pump: PipeToSink, prior: str) -> bool:
+    """Cancel the migration, stop the pump and put the guest back as it was.
+
+    Returns False, the guest left paused, when QEMU is alive but does not answer.
+    """
+    answered = _answers(process, "migrate_cancel")
     pump.stop()
+    if not answered:
+        return False
     _settle(process, "query-migrate", {"active", "setup", "cancelling", "device"})
+    _resume(process, prior)
+    return True
 
 
 # -- restore -------------------------------------------------------------------------------
@@ -381,41 +516,46 @@ def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Plan:
             process.kill()  # outside the host lock: the exit handler takes it
             raise
 
-    return Plan(work, on_cancel=waker.wake)
+    return Plan(work, on_cancel=waker.cancel)
 
 
 def _load(
     ctx: JobContext, process: QemuProcess, reader: SaveFileReader, size: int, waker: Waker
 ) -> None:
     """Stream the image into the waiting QEMU and let the guest run."""
-    monitor = process.monitor
     read_fd, write_fd = make_pipe()
     try:
-        monitor.send_fd(read_fd, "virtjob-restore")
+        _send_fd(process, waker, read_fd, "virtjob-restore")
+    except BaseException:
+        os.close(write_fd)
+        raise
     finally:
         os.close(read_fd)
     feeder = SourceToPipe(
-        write_fd, reader.image_chunks(), f"virtjob-restore-{process.domain}", waker.wake
+        write_fd,
+        reader.image_chunks(),
+        f"virtjob-restore-{process.domain}",
+        waker.wake,
+        on_moved=lambda moved: ctx.update(processed=size + moved),  # every write: smooth
     )
     feeder.start()
     try:
-        monitor.execute("migrate-incoming", {"uri": "fd:virtjob-restore"})
+        _execute(process, waker, "restore", "migrate-incoming", {"uri": "fd:virtjob-restore"})
         while True:
             # Once all is sent, QEMU only has the tail to load: look again soon.
             pause = FINISH_POLL if feeder.finished.is_set() else POLL
             _tick(ctx, waker, process, feeder, "restore", pause)
-            ctx.update(processed=size + feeder.moved)
             if feeder.finished.is_set():
-                status = str(_query(process, "query-status", "restore").get("status"))
+                status = str(_execute(process, waker, "restore", "query-status").get("status"))
                 if status != "inmigrate":
                     break
-        migration = _query(process, "query-migrate", "restore")
+        migration = _execute(process, waker, "restore", "query-migrate")
         if migration.get("status") != "completed":
             raise OperationFailedError(
                 f"QEMU could not load the saved state of domain {process.domain!r}:"
                 f" {migration.get('error-desc', migration.get('status'))}; {process.log_tail()}"
             )
-        monitor.execute("cont")
+        _execute(process, waker, "restore", "cont")
     finally:
         feeder.stop()
 
@@ -428,15 +568,19 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
     waker = Waker()
 
     def work(ctx: JobContext) -> None:
+        try:
+            dump(ctx)
+        except _Cancelled:  # undone: the guest is as before, the partial file is gone
+            ctx.finish_cancel()
+
+    def dump(ctx: JobContext) -> None:
         _, process = host.running_process(ref, "dump")
-        monitor = process.monitor
-        prior = str(monitor.execute("query-status").get("status"))
+        prior = str(_execute(process, waker, "dump", "query-status").get("status"))
         read_fd, write_fd = make_pipe()
-        cancelled = False
         what = f"a core dump of domain {ref.name!r}"
         with AtomicFile(path, what=what, confinement=host.confinement) as out:
             try:
-                monitor.send_fd(write_fd, "virtjob-dump")
+                _send_fd(process, waker, write_fd, "virtjob-dump")
             except BaseException:
                 os.close(read_fd)
                 raise
@@ -446,54 +590,70 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
             pump.start()
             try:
                 ctx.initialize(bounded=True)
-                monitor.execute(
+                _execute(
+                    process,
+                    waker,
+                    "dump",
                     "dump-guest-memory",
                     {"paging": False, "protocol": "fd:virtjob-dump", "detach": True},
                 )
                 _follow_dump(ctx, process, pump, waker)
-                out.commit()
             except _Cancelled:
-                cancelled = True
+                if not _abandon_dump(process, pump, prior):
+                    raise _unresponsive(
+                        process, f"the dump of domain {ref.name!r} was cancelled", _DUMP_LEFT
+                    ) from None
+                raise
+            except OperationFailedError as exc:
+                if not _abandon_dump(process, pump, prior):
+                    raise _unresponsive(process, exc.message, _DUMP_LEFT) from exc
+                raise
             except BaseException:
                 _abandon_dump(process, pump, prior)
                 raise
-            if cancelled:
-                _abandon_dump(process, pump, prior)
-        if cancelled:  # the partial file is gone: leaving the block removed it
-            ctx.finish_cancel()
+            out.commit()
 
-    return Plan(work, on_cancel=waker.wake)
+    return Plan(work, on_cancel=waker.cancel)
+
+
+_DUMP_LEFT = "QEMU resumes the guest by itself once it runs again (or destroy the domain)"
 
 
 def _follow_dump(ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker) -> None:
     while True:
         _tick(ctx, waker, process, pump, "dump")
-        info = _query(process, "query-dump", "dump")
+        info = _execute(process, waker, "dump", "query-dump")
         if info.get("total"):
             ctx.update(processed=int(info.get("completed", 0)), total=int(info["total"]))
         status = info.get("status")
         if status == "completed":
             if not pump.finished.wait(SETTLE_TIMEOUT) or pump.error is not None:
                 raise _pump_failure(
-                    pump.error or OSError("QEMU did not close the dump stream"),
-                    process.domain,
-                    "dump",
+                    pump.error or OSError("QEMU did not close the dump stream"), process, "dump"
                 )
             return
         if status == "failed":
-            raise OperationFailedError(f"QEMU failed the dump of domain {process.domain!r}")
+            raise _root_cause(pump, process, "dump") or OperationFailedError(
+                f"QEMU failed the dump of domain {process.domain!r}: {process.log_tail()}"
+            )
 
 
-def _abandon_dump(process: QemuProcess, pump: PipeToSink, prior: str) -> None:
-    """Break the dump stream off and wait until QEMU has put the guest back as it was."""
+def _abandon_dump(process: QemuProcess, pump: PipeToSink, prior: str) -> bool:
+    """Break the dump stream off and wait until QEMU has put the guest back as it was.
+
+    Returns False when QEMU is alive but does not answer.
+    """
     pump.stop()
     if process.exited.is_set():
-        return
+        return True
+    if not _answers(process, "query-dump"):
+        return False
     _settle(process, "query-dump", {"active"})
     wanted = {"running"} if prior == "running" else {prior}
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline and not process.exited.is_set():
         with contextlib.suppress(OperationFailedError):
             if str(process.monitor.execute("query-status").get("status")) in wanted:
-                return
+                return True
         time.sleep(POLL)  # QEMU resumes the guest on its own once the dump has unwound
+    return True

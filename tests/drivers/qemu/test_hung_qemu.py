@@ -1,0 +1,186 @@
+"""A QEMU that does not answer (stopped with SIGSTOP mid-job) never holds the user up.
+
+Cancel and destroy reach a final state within a second (a bounded `job.wait` is the
+assertion); a cancel that cannot undo says so and leaves no partial file; the domain reads
+paused, not crashed; once QEMU runs again the guest is intact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import virtjob
+from tests.drivers.qemu.helpers import (
+    Guest,
+    QemuEnv,
+    assert_midway,
+    assert_same_memory,
+    partials,
+    state_or_gone,
+    stopped,
+    streaming_restore,
+    wait_until,
+)
+from virtjob import Domain, DomainState, Job, JobInfo, JobState
+
+BIG_MEMORY_MIB = 256
+BIG_PATTERN_MIB = 160
+DEADLINE = 1.0
+"""Seconds a cancel or destroy has to bring the job to its end (DESIGN.md, job.cancel)."""
+
+Starter = Callable[[Domain, str], Job]
+STARTERS: dict[str, Starter] = {
+    "save": lambda dom, path: dom.save_job(path),
+    "dump": lambda dom, path: dom.dump_core_job(path),
+}
+
+
+@pytest.fixture
+def big(env: QemuEnv) -> Guest:
+    """A running 256 MiB guest whose RAM is mostly random bytes."""
+    return env.create("big", memory_mib=BIG_MEMORY_MIB, pattern_mib=BIG_PATTERN_MIB)
+
+
+def first_progress(job: Job) -> JobInfo:
+    """Watch `job` until it reports moved bytes; that info (it must be part-way)."""
+    for info in job.watch(interval=0):
+        if info.processed and info.total:
+            assert info.processed < info.total, f"the job was over before we could act: {info}"
+            return info
+    raise AssertionError(f"{job} ended without reporting progress: {job.info()}")
+
+
+def assert_no_file(target: Path) -> None:
+    """Nothing at `target`, and no hidden partial file beside it."""
+    assert not target.exists()
+    assert partials(target.parent) == []
+
+
+@pytest.mark.parametrize("operation", sorted(STARTERS))
+def test_cancel_with_a_stopped_qemu_ends_within_a_second(
+    env: QemuEnv, big: Guest, operation: str
+) -> None:
+    """SIGSTOP of QEMU mid-save or mid-dump, then cancel: the job ends within a second,
+    FAILED with an error saying QEMU does not answer and what is left; no file remains; the
+    domain reads paused, not crashed. Once QEMU runs again the guest is exactly as before."""
+    pid = env.pid(big.dom)
+    target = Path(env.path(f"big.{operation}"))
+    job = STARTERS[operation](big.dom, str(target))
+    first_progress(job)
+    with stopped(pid):
+        job.cancel()
+        info = job.wait(timeout=DEADLINE)  # TimeoutError: the cancel hung on QEMU
+        assert info.state is JobState.FAILED
+        error = job.error()
+        assert isinstance(error, virtjob.OperationFailedError)
+        assert f"the {operation} of domain 'big' was cancelled" in error.message
+        assert f"(pid {pid}) is stopped" in error.message
+        assert "did not answer" in error.message
+        assert_no_file(target)
+        asked = time.monotonic()
+        assert big.dom.state() is DomainState.PAUSED
+        assert big.dom.info().state is DomainState.PAUSED
+        assert time.monotonic() - asked < DEADLINE
+    # QEMU runs again: it finds its stream broken off and unwinds; the guest is intact.
+    if operation == "save":
+        wait_until(
+            lambda: env.migration_status(big.dom) in ("failed", "cancelled"),
+            "QEMU giving up the broken-off save",
+        )
+        assert big.dom.state() is DomainState.PAUSED, "a cancelled save leaves it paused"
+        big.dom.resume()
+    else:
+        wait_until(lambda: big.dom.state() is DomainState.RUNNING, "QEMU resuming after the dump")
+    assert big.dom.state() is DomainState.RUNNING
+    assert env.pid(big.dom) == pid
+    assert_same_memory(env.memory_at(big.dom, len(big.pattern)), big.pattern)
+    assert_no_file(target)
+
+
+@pytest.mark.parametrize("operation", sorted(STARTERS))
+def test_destroy_during_a_job_with_a_stopped_qemu(env: QemuEnv, big: Guest, operation: str) -> None:
+    """destroy while a save or dump runs and QEMU does not answer: QEMU is killed at once,
+    the job ends within a second FAILED saying the domain was destroyed, no file and no
+    QEMU remain, and the (transient) domain is gone."""
+    pid = env.pid(big.dom)
+    target = Path(env.path(f"big.{operation}"))
+    job = STARTERS[operation](big.dom, str(target))
+    first_progress(job)
+    with stopped(pid):
+        asked = time.monotonic()
+        big.dom.destroy()
+        info = job.wait(timeout=DEADLINE)
+        assert time.monotonic() - asked < DEADLINE
+    assert info.state is JobState.FAILED
+    error = job.error()
+    assert isinstance(error, virtjob.OperationFailedError)
+    assert f"the {operation} of domain 'big' did not finish" in error.message
+    assert "domain 'big' was destroyed" in error.message
+    assert_no_file(target)
+    assert env.qemu_pids() == []
+    assert state_or_gone(big.dom) is None
+
+
+def test_destroy_during_a_save_of_a_persistent_domain_leaves_it_shut_off(env: QemuEnv) -> None:
+    """destroy mid-save (QEMU answering) of a defined domain: the save fails saying so, the
+    domain is SHUTOFF (not crashed), can be started again, and nothing is left."""
+    pattern, _ = env.write_pattern(BIG_PATTERN_MIB << 20)
+    dom = env.conn.define_domain(env.domain_xml("kept", memory_mib=BIG_MEMORY_MIB, pattern=pattern))
+    dom.start()
+    target = Path(env.path("kept.save"))
+    job = dom.save_job(str(target))
+    first_progress(job)
+    dom.destroy()
+    info = job.wait(timeout=DEADLINE)
+    assert info.state is JobState.FAILED
+    assert "domain 'kept' was destroyed" in str(job.error())
+    assert_no_file(target)
+    assert dom.state() is DomainState.SHUTOFF
+    assert env.qemu_pids() == []
+    dom.start()
+    assert dom.state() is DomainState.RUNNING
+
+
+def test_destroy_is_still_refused_while_a_start_brings_the_domain_up(env: QemuEnv) -> None:
+    """While a start job boots a defined domain there is no QEMU of it to kill yet: destroy
+    is refused naming the job, which can be cancelled instead."""
+    dom = env.conn.define_domain(env.domain_xml("booting"))
+    job = dom.start_job()
+    with pytest.raises(virtjob.OperationInvalidError, match=job.id):
+        dom.destroy()
+    job.cancel()
+    job.wait(timeout=30)
+
+
+def test_a_stopped_qemu_reads_paused_not_crashed(env: QemuEnv) -> None:
+    """dominfo of a domain whose QEMU is stopped says paused at once (it runs no guest code
+    but is alive), and running again once QEMU is let go."""
+    guest = env.create("idle")
+    with stopped(env.pid(guest.dom)):
+        asked = time.monotonic()
+        assert guest.dom.state() is DomainState.PAUSED
+        assert guest.dom.info().state is DomainState.PAUSED
+        assert time.monotonic() - asked < DEADLINE
+    wait_until(lambda: guest.dom.state() is DomainState.RUNNING, "QEMU answering again")
+
+
+def test_cancel_of_a_restore_with_a_stopped_qemu_kills_it_within_a_second(
+    env: QemuEnv, big: Guest
+) -> None:
+    """SIGSTOP of the restoring QEMU mid-stream, then cancel: CANCELLED within a second, no
+    domain and no QEMU left, the save file untouched."""
+    target = Path(env.path("big.save"))
+    big.dom.save(str(target))
+    job = env.conn.restore_job(str(target))
+    pid = streaming_restore(env, job)
+    with stopped(pid):
+        assert_midway(job)
+        job.cancel()
+        assert job.wait(timeout=DEADLINE).state is JobState.CANCELLED
+    assert env.qemu_pids() == []
+    assert env.conn.list_domains() == []
+    assert target.exists()
