@@ -175,18 +175,19 @@ class Hosts:
     def _stand_in(self, driver: str, host: str, query: str) -> Hosted:
         """The stand-in that answers reads of `host` (callers hold `_lock`)."""
         proto = f"{driver}:///{PROTOTYPE}"
-        variants = self._stand_ins.setdefault(driver, OrderedDict())
-        found = variants.get(proto + query)
+        variants = self._stand_ins.get(driver)
+        found = variants.get(proto + query) if variants is not None else None
         if found is None:
             try:
                 found = self._connect(proto, proto + query).driver
-            except VirtError as exc:
+            except VirtError as exc:  # nothing kept for a driver or parameters that fail
                 raise restate(exc, proto, host) from exc
+            variants = self._stand_ins.setdefault(driver, OrderedDict())
             variants[proto + query] = found
             while len(variants) > MAX_VARIANTS:
                 _, old = variants.popitem(last=False)
                 _close(Hosted(proto, old, False))
-        else:
+        elif variants is not None:
             variants.move_to_end(proto + query)
         return Hosted(host, found, False, proto)
 
