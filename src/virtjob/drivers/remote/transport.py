@@ -12,11 +12,25 @@ Performance). Failures come back as virtjob errors, the same whichever path a re
   host and saying what to check;
 - 401: `AuthError`; any other error answer: the `VirtError` its ``code`` names
   (`virtjob.errors.error_from_code`), message included.
+
+**A keep-alive connection the daemon has closed is not an error.** The daemon may close a
+connection right after an answer (uvicorn does after a 500) or when it has been idle, and a
+request sent on it at that moment fails with a reset or an empty read. Such a request is sent
+again, on another connection, by both paths:
+
+- a GET (safe to repeat) that failed because its connection broke is tried once more; further
+  tries only while each fails on yet another reused connection that had been closed;
+- any other request (a POST may start a job) is sent again only when httpcore's trace shows
+  it went out on a *reused* connection that broke *before any answer* — the daemon closed that
+  connection rather than reading the request, so it cannot have acted on it;
+- a timeout, a refused connection, or a connection that breaks after the answer began is
+  never retried (for anything but a GET), and is reported as before.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import ssl
@@ -39,6 +53,8 @@ from virtjob.uri import ConnectURI
 
 from . import wire
 
+log = logging.getLogger("virtjob.remote")
+
 TOKEN_ENV = "VIRTJOB_TOKEN"
 SOCKET_NAME = "virtjobd.sock"
 DEFAULT_PORTS = {"tcp": 16509, "tls": 16514}
@@ -60,6 +76,55 @@ _HTTPCORE_ERRORS = (
 """What a request through httpcore raises when it fails (httpx maps the same to HTTPError)."""
 _TIMEOUTS = (httpx.TimeoutException, httpcore.TimeoutException)
 _CONNECT_TIMEOUTS = (httpx.ConnectTimeout, httpcore.ConnectTimeout)
+_DROPPED = (
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpcore.RemoteProtocolError,
+    httpcore.ReadError,
+    httpcore.WriteError,
+)
+"""How a request fails when the daemon closed or reset its connection (not a timeout)."""
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STALE_RETRIES = MAX_KEEPALIVE
+"""Most retries of one request: every idle pooled connection may have been closed at once."""
+
+
+class _Attempt:
+    """What one try of a request did, from httpcore's ``trace`` extension events."""
+
+    __slots__ = ("answered", "fresh", "sent")
+
+    def __init__(self) -> None:
+        self.fresh = False
+        self.sent = False
+        self.answered = False
+
+    def __call__(self, event: str, _info: dict[str, Any]) -> None:
+        if event.startswith("connection.connect_"):
+            self.fresh = True
+        elif event == "http11.send_request_headers.started":
+            self.sent = True
+        elif event == "http11.receive_response_headers.complete":
+            self.answered = True
+
+    @property
+    def stale(self) -> bool:
+        """True if it went out on a reused connection that broke before any answer."""
+        return self.sent and not self.fresh and not self.answered
+
+
+def _retry(method: str, exc: Exception, attempt: _Attempt | None, tries: int) -> _Attempt | None:
+    """The trace for one more try of a request that failed with `exc`, or None to give up.
+
+    `attempt` is the failed try's trace (None: it was not traced, a GET's first try), `tries`
+    how many tries were made.
+    """
+    if tries > STALE_RETRIES or isinstance(exc, _TIMEOUTS) or not isinstance(exc, _DROPPED):
+        return None
+    if attempt is None:
+        return _Attempt() if method in _SAFE_METHODS else None
+    return _Attempt() if attempt.stale else None
 
 
 def default_socket() -> str:
@@ -211,22 +276,33 @@ class Transport:
         if body is not None:
             content = json.dumps(body).encode()
             headers = {"content-type": "application/json"}
-        try:
-            response = self._client.request(
-                method,
-                path,
-                content=content,
-                headers=headers,
-                params=params,
-                timeout=httpx.USE_CLIENT_DEFAULT
-                if timeout is None
-                else httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-            )
-        except httpx.HTTPError as exc:
-            raise self._connect_error(exc) from None
-        except RuntimeError:  # the client was closed
-            raise self._closed_error() from None
-        return self._decode(method, path, response.status_code, response.content)
+        # A GET is traced only when it is retried; anything else from its first try, to know
+        # whether it may be sent again (see the module docs).
+        attempt = None if method in _SAFE_METHODS else _Attempt()
+        tries = 1
+        while True:
+            try:
+                response = self._client.request(
+                    method,
+                    path,
+                    content=content,
+                    headers=headers,
+                    params=params,
+                    timeout=httpx.USE_CLIENT_DEFAULT
+                    if timeout is None
+                    else httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+                    extensions=None if attempt is None else {"trace": attempt},
+                )
+            except httpx.HTTPError as exc:
+                attempt = _retry(method, exc, attempt, tries)
+                if attempt is None:
+                    raise self._connect_error(exc) from None
+                log.debug("%s %s: %s on a closed connection; sending it again", method, path, exc)
+                tries += 1
+                continue
+            except RuntimeError:  # the client was closed
+                raise self._closed_error() from None
+            return self._decode(method, path, response.status_code, response.content)
 
     def get(self, path: str) -> Any:
         """``call("GET", path)`` (no parameters, default timeout), through httpcore directly.
@@ -238,13 +314,22 @@ class Transport:
         url = httpcore.URL(
             scheme=self._scheme, host=self._host, port=self._port, target=path.encode("ascii")
         )
-        try:
-            response = self._pool.request(
-                b"GET", url, headers=self._get_headers, extensions=self._get_extensions
-            )
-        except _HTTPCORE_ERRORS as exc:
-            raise self._connect_error(exc) from None
-        return self._decode("GET", path, response.status, response.content)
+        extensions: dict[str, Any] = self._get_extensions
+        tries = 1
+        while True:
+            try:
+                response = self._pool.request(
+                    b"GET", url, headers=self._get_headers, extensions=extensions
+                )
+            except _HTTPCORE_ERRORS as exc:
+                attempt = _retry("GET", exc, extensions.get("trace"), tries)
+                if attempt is None:
+                    raise self._connect_error(exc) from None
+                log.debug("GET %s: %s on a closed connection; sending it again", path, exc)
+                extensions = {**self._get_extensions, "trace": attempt}
+                tries += 1
+                continue
+            return self._decode("GET", path, response.status, response.content)
 
     def _decode(self, method: str, path: str, status: int, content: bytes) -> Any:
         if status == 204:
@@ -261,19 +346,27 @@ class Transport:
 
     def events(self, path: str, params: dict[str, Any]) -> EventStream:
         """Open a server-sent-event stream; raises like `call` if it cannot be opened."""
-        request = self._client.build_request(
-            "GET",
-            path,
-            params=params,
-            headers={"accept": "text/event-stream"},
-            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-        )
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._connect_error(exc) from None
-        except RuntimeError:
-            raise self._closed_error() from None
+        attempt: _Attempt | None = None
+        tries = 1
+        while True:
+            request = self._client.build_request(
+                "GET",
+                path,
+                params=params,
+                headers={"accept": "text/event-stream"},
+                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+                extensions=None if attempt is None else {"trace": attempt},
+            )
+            try:
+                response = self._client.send(request, stream=True)
+                break
+            except httpx.HTTPError as exc:
+                attempt = _retry("GET", exc, attempt, tries)
+                if attempt is None:
+                    raise self._connect_error(exc) from None
+                tries += 1
+            except RuntimeError:
+                raise self._closed_error() from None
         if response.status_code >= 400:
             try:
                 content = response.read()
