@@ -21,8 +21,9 @@ again, on another connection, by both paths:
 - a GET (safe to repeat) that failed because its connection broke is tried once more; further
   tries only while each fails on yet another reused connection that had been closed;
 - any other request (a POST may start a job) is sent again only when httpcore's trace shows
-  it went out on a *reused* connection that broke *before any answer* — the daemon closed that
-  connection rather than reading the request, so it cannot have acted on it;
+  it went out on a *reused* connection that broke *before any answer*: virtjobd closes a
+  connection only when idle or right after an answer (never while it handles a request), so
+  that request was not read; a daemon that read it and died cannot take the retry either;
 - a timeout, a refused connection, or a connection that breaks after the answer began is
   never retried (for anything but a GET), and is reported as before.
 """
