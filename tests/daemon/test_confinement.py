@@ -336,3 +336,40 @@ def test_domain_xml_is_confined_to_what_the_operator_allowed(qemu_daemon: Daemon
         assert client.get(base).json() == []
         assert client.get("/v1/hosts/qemu/session/jobs").json() == []
     assert os.listdir(outside) == ["disk.img"]
+
+
+def test_the_operator_flags_allow_an_emulator_and_qemu_arguments() -> None:
+    """--allow-emulator and --allow-qemu-args reach the QEMU host: such XML is then defined."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed")
+    base = tempfile.mkdtemp(prefix="vjd-")
+    emulator = os.path.join(base, "emu")
+    with open(emulator, "w", encoding="ascii") as handle:
+        handle.write("#!/bin/sh\nexit 1\n")
+    os.chmod(emulator, 0o700)
+    daemon = DaemonProcess(base=base, extra=["--allow-emulator", emulator, "--allow-qemu-args"])
+    daemon.env = {"VIRTJOB_STATE_DIR": daemon.state_dir}
+    xml = _qemu_xml(
+        "ok1",
+        f"<emulator>{emulator}</emulator>",
+        "<qemu:commandline><qemu:arg value='-no-reboot'/></qemu:commandline>",
+    )
+    try:
+        daemon.start()
+        with daemon.client() as client:
+            answer = client.post("/v1/hosts/qemu/session/domains", json={"xml": xml})
+            assert answer.status_code == 201, answer.text
+            other = _qemu_xml("no1", "<emulator>/bin/sh</emulator>")
+            answer = client.post("/v1/hosts/qemu/session/domains", json={"xml": other})
+            assert "--allow-emulator /bin/sh" in _error(answer)["message"]
+    finally:
+        daemon.cleanup()
+
+
+@pytest.mark.parametrize("emulator", ["qemu-system-x86_64", "/no/such/emulator"])
+def test_a_bad_allow_emulator_is_refused_at_start(
+    tmp_path: os.PathLike[str], emulator: str
+) -> None:
+    result = _start_fails("--state-dir", str(tmp_path), "--allow-emulator", emulator)
+    assert result.returncode == 2, result.stderr
+    assert f"--allow-emulator {emulator} is not" in result.stderr
