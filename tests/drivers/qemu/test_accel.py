@@ -3,6 +3,10 @@ silently change the accelerator of a host that is already open."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +110,58 @@ def test_a_test_driver_domain_is_refused(env: QemuEnv) -> None:
     with pytest.raises(virtjob.InvalidArgError, match="type='qemu'"):
         env.conn.create_domain_job(xml)
     assert env.conn.list_domains() == []
+
+
+NOBODY = 65534
+WITHOUT_KVM = """
+import sys
+import virtjob
+with virtjob.open("qemu:///session") as conn:
+    print(conn.capabilities().hypervisor)
+    try:
+        conn.create_domain_job(sys.argv[1])
+    except virtjob.VirtError as exc:
+        print(type(exc).__name__, exc.message)
+    print(len(conn.list_domains()), len(conn.list_jobs()))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to run a process that cannot open /dev/kvm",
+)
+def test_a_kvm_guest_is_refused_where_kvm_is_not_usable(env: QemuEnv, tmp_path: Path) -> None:
+    """Where /dev/kvm cannot be opened (here: a process running as nobody, able to read and
+    search files but not to write /dev/kvm), <domain type='kvm'> is refused at once with
+    NoSupportError saying what to use instead; nothing starts. The host's default is TCG."""
+    state = tmp_path / "nobody-state"
+    state.mkdir()
+    state.chmod(0o777)
+    caps = "-all,+dac_read_search"
+    result = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            f"--inh-caps={caps}",
+            "--ambient-caps=+dac_read_search",
+            sys.executable,
+            "-c",
+            WITHOUT_KVM,
+            env.domain_xml("fast"),
+        ],
+        env={**os.environ, "VIRTJOB_STATE_DIR": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    hypervisor, refusal, counts = result.stdout.splitlines()
+    assert hypervisor == "tcg"
+    assert refusal.startswith("NoSupportError domain 'fast' is <domain type='kvm'>")
+    assert "/dev/kvm is not usable" in refusal
+    assert "<domain type='qemu'>" in refusal
+    assert "accel=tcg" in refusal
+    assert counts == "0 0"

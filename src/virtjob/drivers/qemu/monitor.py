@@ -58,6 +58,10 @@ class EventLoopThread:
         raise TimeoutError
 
 
+class RefusedError(OperationFailedError):
+    """QEMU answered a command with an error (it is alive and talking)."""
+
+
 class NoAnswerError(OperationFailedError):
     """QEMU did not answer a command in time: it is stopped, hung or very busy."""
 
@@ -140,7 +144,7 @@ class Monitor:
         try:
             return self._loop.run(self._client.execute(command, arguments), timeout, abort)
         except ExecuteError as exc:
-            raise OperationFailedError(
+            raise RefusedError(
                 f"QEMU refused {command!r} for domain {self._domain!r}: {exc.error.error.desc}"
             ) from None
         except TimeoutError:

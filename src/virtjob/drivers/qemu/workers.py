@@ -30,7 +30,7 @@ from typing import Any
 from virtjob.config import DomainConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers.base import Confinement, DomainRef
 from virtjob.drivers.qemu.host import QemuDomain, QemuHost
-from virtjob.drivers.qemu.monitor import Abort, Interrupted, NoAnswerError
+from virtjob.drivers.qemu.monitor import Abort, Interrupted, NoAnswerError, RefusedError
 from virtjob.drivers.qemu.process import QemuProcess
 from virtjob.drivers.qemu.pump import PipeToSink, Pump, SourceToPipe, make_pipe
 from virtjob.errors import InvalidArgError, OperationFailedError, OperationInvalidError, XMLError
@@ -123,6 +123,8 @@ def _execute(
         return process.monitor.execute(command, arguments, abort=waker.abort)
     except Interrupted:
         raise _Cancelled from None
+    except RefusedError:
+        raise
     except OperationFailedError:
         if process.ended.wait(1.0):
             raise _gone(process, during) from None
