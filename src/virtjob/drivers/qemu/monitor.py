@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import socket
 import threading
 from collections.abc import Coroutine, Iterator
@@ -56,6 +57,12 @@ class EventLoopThread:
         if abort.is_set():
             raise Interrupted
         raise TimeoutError
+
+
+def _late_answers(record: logging.LogRecord) -> bool:
+    """Drop qemu.qmp's warning about an answer to a command we stopped waiting for (a cancel
+    or a timeout abandons it on purpose; QEMU answers once it runs again)."""
+    return not str(record.msg).startswith("Unknown ID")
 
 
 class RefusedError(OperationFailedError):
@@ -119,6 +126,7 @@ class Monitor:
         self._loop = loop
         self._domain = domain
         self._client = QMPClient(domain)
+        self._client.logger.addFilter(_late_answers)
         self._lock = threading.Lock()
 
     def connect(self, sock: socket.socket, timeout: float) -> None:
