@@ -17,7 +17,8 @@ from virtjob import JobState
 from virtjob.daemon.recorder import WATCHERS, Recorder
 from virtjob.daemon.store import Store
 from virtjob.errors import OperationFailedError
-from virtjob.jobs import JobContext, JobKind, LocalJobDriver
+from virtjob.jobs import Job, JobContext, JobKind, LocalJobDriver
+from virtjob.jobs.local import hold_new_jobs
 
 QUEUED = 500
 
@@ -57,30 +58,59 @@ def test_hundreds_of_queued_jobs_share_a_bounded_pool_of_watchers() -> None:
             assert job.wait(SAFETY).state is JobState.CANCELLED
 
 
-def test_a_job_that_cannot_be_recorded_is_cancelled_not_left_running(tmp_path: Path) -> None:
+def test_a_job_is_recorded_before_it_starts(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "jobs.sqlite3"))
+    recorder = Recorder(store, 1000)
+    engine = LocalJobDriver(max_jobs=4)  # idle threads: a job would start at once
+    seen: dict[str, bool] = {}
+
+    def worker(ctx: JobContext) -> None:
+        seen[ctx.id] = store.get_job(ctx.id) is not None
+
+    try:
+        jobs = []
+        for n in range(50):
+            with hold_new_jobs():  # as virtjobd starts every job
+                job = engine.start_job(JobKind.DOMAIN_SAVE, f"d{n}", worker)
+                recorder.track(job, "test:///x", None)
+            jobs.append(job)
+        for job in jobs:
+            assert job.wait(SAFETY).state is JobState.SUCCEEDED
+        assert seen == {job.id: True for job in jobs}
+    finally:
+        engine.close(timeout=SAFETY)
+        recorder.close()
+        store.close()
+
+
+def test_a_job_that_cannot_be_recorded_never_runs(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "jobs.sqlite3"))
     recorder = Recorder(store, 10)
     engine = LocalJobDriver(max_jobs=1)
-    release = threading.Event()
+    ran = threading.Event()
 
-    def blocker(ctx: JobContext) -> None:
-        ctx.initialize(bounded=False)
-        release.wait(SAFETY)
+    def worker(ctx: JobContext) -> None:
+        ran.set()
 
     try:
-        busy = engine.start_job(JobKind.DOMAIN_SAVE, "a", blocker)
-        recorder.track(busy, "test:///x", None)
-        queued = engine.start_job(JobKind.DOMAIN_SAVE, "b", blocker)
-        assert queued.info().state is JobState.QUEUED
+        started: list[Job] = []
+
+        def start() -> None:
+            with hold_new_jobs():  # as virtjobd starts every job
+                started.append(engine.start_job(JobKind.DOMAIN_SAVE, "b", worker))
+                recorder.track(started[0], "test:///x", None)
+
         store.close()  # recording now fails
         with pytest.raises(OperationFailedError) as caught:
-            recorder.track(queued, "test:///x", None)
-        assert queued.id in caught.value.message
+            start()
+        [job] = started
+        assert job.id in caught.value.message
         assert "cancelled" in caught.value.message
-        assert queued.info().state is JobState.CANCELLED  # it never ran
-        assert recorder.get(queued.id) is None
+        assert engine.close(cancel=False, timeout=SAFETY)
+        assert job.info().state is JobState.CANCELLED
+        assert not ran.is_set()
+        assert recorder.get(job.id) is None
     finally:
-        release.set()
         engine.close(timeout=SAFETY)
         recorder.close()
 

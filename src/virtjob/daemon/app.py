@@ -32,6 +32,7 @@ from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.drivers.remote import wire
 from virtjob.errors import ErrorCode, InvalidArgError, NoSupportError, VirtError
 from virtjob.jobs import Job
+from virtjob.jobs.local import hold_new_jobs
 
 from .gate import FastPath, Gate, Receive, Scope, Send
 from .hosts import Hosted, restate
@@ -418,8 +419,9 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
 
     def started(host: Hosted, start: Callable[[], Job], target: str | None = None) -> Response:
         service.check_accepting()
-        job = start()
-        tracked = recorder.track(job, host.host, target)
+        with hold_new_jobs():  # it runs once recorded; never, if recording fails
+            job = start()
+            tracked = recorder.track(job, host.host, target)
         return _json(tracked.payload(), 202)
 
     def ref_json(ref: DomainRef | NetworkRef, status: int = 200) -> Response:

@@ -1,9 +1,10 @@
 """`Recorder`: every job the daemon started, live or from its history, and their persistence.
 
-For each job a host accepts, the daemon calls `Recorder.track` at once, which
+For each job a host accepts, the daemon calls `Recorder.track` at once, inside
+`virtjob.jobs.local.hold_new_jobs` (so the job cannot start before this returns), which
 
-- inserts the job's row in the store (if that fails, the job is cancelled and the request
-  fails with `OperationFailedError` naming it: no job runs unrecorded);
+- inserts the job's row in the store (if that fails, the job is cancelled before it ever ran
+  and the request fails with `OperationFailedError` naming it: no job runs unrecorded);
 - registers a done callback that writes the final state, error and result as soon as the job
   ends, then applies the retention limit;
 - has the job followed by one of a fixed pool of `WATCHERS` threads (not a thread per job):
@@ -311,7 +312,8 @@ class Recorder:
         """Record a job `host` has just accepted (writing `target`, if any) and follow it.
 
         Creates no thread. Raises `OperationFailedError` if the job cannot be recorded: it is
-        then cancelled at once (a queued job never starts), so no job runs unrecorded.
+        then cancelled at once (a queued job never starts; call this inside
+        `hold_new_jobs` so that it is still queued), so no job runs unrecorded.
         """
         tracked = Tracked(job, host, target, job.info())
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import secrets
@@ -33,6 +34,32 @@ _live_drivers: weakref.WeakSet[LocalJobDriver] = weakref.WeakSet()
 _driver_numbers = itertools.count(1)
 EXIT_GRACE = 10.0
 """Seconds the interpreter waits at exit for cancelled jobs to wind down."""
+_holding = threading.local()
+"""``jobs``: the list `hold_new_jobs` collects this thread's new jobs in, while it runs."""
+
+
+@contextlib.contextmanager
+def hold_new_jobs() -> Iterator[None]:
+    """Jobs this thread starts inside the block (on any `LocalJobDriver`) wait to run until it ends.
+
+    Lets a caller record a job before it can start (virtjobd writes its row). They are listed
+    and cancellable meanwhile, and queued in order when the block ends normally; if the block
+    raises, they are cancelled without ever having run.
+    """
+    held: list[tuple[LocalJobDriver, JobRecord]] = []
+    outer = getattr(_holding, "jobs", None)
+    _holding.jobs = held
+    released = False
+    try:
+        yield
+        released = True
+    finally:
+        _holding.jobs = outer
+        for driver, record in held:
+            if released:
+                driver._queue.put(record)  # a job cancelled meanwhile is skipped by its thread
+            else:
+                record.request_cancel()
 
 
 def _new_job_id() -> str:
@@ -114,7 +141,11 @@ class LocalJobDriver:
             self._records[job_id] = record
             if lock_key is not None:
                 self._holders[lock_key] = record
-            self._queue.put(record)
+            held: list[tuple[LocalJobDriver, JobRecord]] | None = getattr(_holding, "jobs", None)
+            if held is None:
+                self._queue.put(record)
+            else:
+                held.append((self, record))
         return Job(self, job_id, kind, subject)
 
     def _add_thread_if_needed(self) -> None:
