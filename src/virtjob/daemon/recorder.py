@@ -244,7 +244,10 @@ class Recorder:
         unseen_hold: float = UNSEEN_HOLD,
         watchers: int = WATCHERS,
     ) -> None:
-        """Start the `watchers` threads; `RuntimeError` if the system refuses one."""
+        """Start the `watchers` threads.
+
+        Raises `RuntimeError` if the system refuses a thread, `InternalError` if the store fails.
+        """
         self._store = store
         self._retain = retain
         self._unseen_hold = unseen_hold
