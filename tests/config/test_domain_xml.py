@@ -319,7 +319,10 @@ def test_bad_os_type() -> None:
     _error(text, "<type arch", "<os><type> 'linux' is not supported", "'hvm'")
 
 
-@pytest.mark.parametrize(("attribute", "value"), [("arch", "x 86"), ("machine", "")])
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [("arch", "x 86"), ("machine", ""), ("machine", "q35,smm=off"), ("machine", "pc,accel=tcg")],
+)
 def test_bad_arch_and_machine(attribute: str, value: str) -> None:
     old = "x86_64" if attribute == "arch" else "q35"
     text = _with(f"{attribute}='{old}'", f"{attribute}='{value}'")

@@ -36,7 +36,7 @@ names = st.text(
     min_size=1,
     max_size=64,
 ).filter(lambda name: name[0] not in ".-")
-tokens = st.from_regex(re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,:+-]{0,20}"), fullmatch=True)
+tokens = st.from_regex(re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,20}"), fullmatch=True)
 paths = xml_text.map(lambda rest: "/" + rest)
 kib = st.integers(1, MAX_MEMORY // 1024)
 

@@ -42,7 +42,7 @@ MAX_VCPUS = 4096
 """Most virtual CPUs a domain may have (QEMU's limit for x86 q35 machines)."""
 
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,:+-]*")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]*")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _BRIDGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
 _DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -115,12 +115,13 @@ def check_absolute_path(value: str, what: str) -> str:
 def check_token(value: str, what: str, example: str) -> str:
     """Check a short identifier such as an architecture or machine type (e.g. 'pc-q35-8.2').
 
-    It starts with a letter or digit, then letters, digits and ``_ . , : + -``, at most 64
-    characters. Raises `InvalidValue` otherwise; `example` is shown in the message.
+    It starts with a letter or digit, then letters, digits and ``_ . : + -``, at most 64
+    characters. No ``,`` or ``=``: the value reaches QEMU's command line (``-machine``), where
+    they would add options. Raises `InvalidValue` otherwise; `example` is shown in the message.
     """
     if not isinstance(value, str) or len(value) > 64 or not _TOKEN.fullmatch(value):
         raise InvalidValue(
-            f"{what} {value!r} is not a valid identifier; use letters, digits and '_.,:+-', "
+            f"{what} {value!r} is not a valid identifier; use letters, digits and '_.:+-', "
             f"e.g. {example!r}"
         )
     return value

@@ -6,7 +6,7 @@ import os
 import shutil
 
 from virtjob.config import DiskConfig, DomainConfig, InterfaceConfig
-from virtjob.errors import NoSupportError, OperationFailedError
+from virtjob.errors import InvalidArgError, NoSupportError, OperationFailedError
 
 DEFAULT_EMULATOR = "qemu-system-x86_64"
 DEFAULT_MACHINE = "q35"
@@ -46,8 +46,15 @@ def build_argv(
     """The QEMU command line for `config`, paused at start (``-S``), monitor on `monitor_fd`.
 
     With `incoming`, QEMU waits for a migration stream (``-incoming defer``) instead of
-    booting. Raises `NoSupportError` for devices this driver cannot express.
+    booting. Raises `NoSupportError` for devices this driver cannot express, `InvalidArgError`
+    for a machine type carrying ``-machine`` options (``,``, ``=``).
     """
+    machine = config.machine or DEFAULT_MACHINE
+    if "," in machine or "=" in machine:  # a definition stored before commas were refused
+        raise InvalidArgError(
+            f"domain {config.name!r}: <type machine={machine!r}> would set -machine options;"
+            f" give a machine type alone, e.g. 'q35'"
+        )
     mib, rest = divmod(config.memory, 1 << 20)
     memory = f"{mib}M" if rest == 0 else f"{config.memory // 1024}k"
     argv = [
@@ -57,7 +64,7 @@ def build_argv(
         "-uuid",
         str(config.uuid),
         "-machine",
-        config.machine or DEFAULT_MACHINE,
+        machine,
         "-accel",
         accel,
         "-m",
