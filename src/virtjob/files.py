@@ -429,10 +429,13 @@ def open_source(
     confinement: Confinement | None = None,
     what: str = "save file",
     hint: str = "give the path of the file a save wrote",
+    *,
+    writable: bool = False,
 ) -> int:
     """Open the regular file at `path` for reading, race-free and without blocking; return its fd.
 
-    A symlink to a regular file is followed. Raises `InvalidArgError` (saying `what` the file
+    With `writable` it is opened for reading and writing (a disk image QEMU is handed). A
+    symlink to a regular file is followed. Raises `InvalidArgError` (saying `what` the file
     is and, per `hint`, what to give) for a missing file or anything but a regular file (a
     FIFO is refused at once, never waited on); `AccessDeniedError` for a path outside
     `confinement` or one that changed while it was opened.
@@ -455,7 +458,7 @@ def open_source(
             raise InvalidArgError(f"{subject}: {exc.cause.strerror}") from exc.cause
         raise InvalidArgError(f"{what} {path} does not exist; {hint}") from exc.cause
     try:
-        return _open_regular(dir_fd, name or ".", path, real, what, hint, confinement)
+        return _open_regular(dir_fd, name or ".", path, real, what, hint, confinement, writable)
     finally:
         os.close(dir_fd)
 
@@ -468,14 +471,14 @@ def _open_regular(
     what: str,
     hint: str,
     confinement: Confinement | None,
+    writable: bool = False,
 ) -> int:
     subject = f"cannot read {what} {path}"
+    access = os.O_RDWR if writable else os.O_RDONLY
     try:
         mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
         if stat.S_ISREG(mode):
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
-            )
+            fd = os.open(name, access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         else:
             fd = -1
     except FileNotFoundError as exc:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Mapping
 
 from virtjob.config import DiskConfig, DomainConfig, InterfaceConfig
 from virtjob.errors import InvalidArgError, NoSupportError, OperationFailedError
@@ -42,8 +44,13 @@ def build_argv(
     accel: str,
     monitor_fd: int,
     incoming: bool = False,
+    image_fds: Mapping[str, int] | None = None,
 ) -> list[str]:
     """The QEMU command line for `config`, paused at start (``-S``), monitor on `monitor_fd`.
+
+    `image_fds` maps disk targets to open image files (a confined host's, see
+    `virtjob.drivers.qemu.images`): QEMU is handed each one (``-add-fd``, ``/dev/fdset/N``)
+    instead of a path, through a ``-blockdev`` that opens no backing file.
 
     With `incoming`, QEMU waits for a migration stream (``-incoming defer``) instead of
     booting. Raises `NoSupportError` for devices this driver cannot express, `InvalidArgError`
@@ -86,7 +93,11 @@ def build_argv(
         if disk.bus == "scsi" and not scsi:
             argv += ["-device", "virtio-scsi-pci,id=scsi0"]
             scsi = True
-        argv += _disk_args(config, disk, index)
+        fd = (image_fds or {}).get(disk.target)
+        if fd is None:
+            argv += _disk_args(config, disk, index)
+        else:
+            argv += _fd_disk_args(config, disk, index, fd)
     for index, nic in enumerate(config.interfaces):
         argv += _nic_args(config, nic, index)
     if incoming:
@@ -102,20 +113,58 @@ def _disk_args(config: DomainConfig, disk: DiskConfig, index: int) -> list[str]:
         options.insert(0, f"file={_escape(disk.source)}")
     if disk.readonly or disk.device == "cdrom":
         options.append("readonly=on")
-    if disk.device == "cdrom":
-        device = "ide-cd"
-    elif disk.bus == "virtio":
-        device = "virtio-blk-pci"
-    elif disk.bus in ("ide", "sata"):
-        device = "ide-hd"
-    elif disk.bus == "scsi":
-        device = "scsi-hd,bus=scsi0.0"
-    else:
-        raise NoSupportError(
-            f"domain {config.name!r}: disk {disk.target} on bus {disk.bus!r} is not supported"
-            f" by the qemu driver; use bus virtio, sata, ide or scsi"
-        )
+    device = _device(config, disk)
     return ["-drive", ",".join(options), "-device", f"{device},drive={drive},id=disk{index}"]
+
+
+def _device(config: DomainConfig, disk: DiskConfig) -> str:
+    if disk.device == "cdrom":
+        return "ide-cd"
+    if disk.bus == "virtio":
+        return "virtio-blk-pci"
+    if disk.bus in ("ide", "sata"):
+        return "ide-hd"
+    if disk.bus == "scsi":
+        return "scsi-hd,bus=scsi0.0"
+    raise NoSupportError(
+        f"domain {config.name!r}: disk {disk.target} on bus {disk.bus!r} is not supported"
+        f" by the qemu driver; use bus virtio, sata, ide or scsi"
+    )
+
+
+def _fd_disk_args(config: DomainConfig, disk: DiskConfig, index: int, fd: int) -> list[str]:
+    """A disk whose image QEMU is handed open (fd set ``index + 1``), never by path.
+
+    The format node gets ``"backing": null``: QEMU opens no backing file a qcow2 header names.
+    """
+    fdset = index + 1
+    node = f"drive-{disk.target}"
+    readonly = disk.readonly or disk.device == "cdrom"
+    cache = {"direct": True, "no-flush": False}
+    protocol = {
+        "driver": "file",
+        "filename": f"/dev/fdset/{fdset}",
+        "aio": "threads",
+        "cache": cache,
+        "read-only": readonly,
+    }
+    image: dict[str, object] = {
+        "driver": disk.format,
+        "node-name": node,
+        "file": protocol,
+        "cache": cache,
+        "read-only": readonly,
+    }
+    if disk.format == "qcow2":
+        image["backing"] = None
+    return [
+        "-add-fd",
+        f"fd={fd},set={fdset},opaque=disk-{disk.target}",
+        "-blockdev",
+        json.dumps(image, separators=(",", ":")),
+        "-device",
+        f"{_device(config, disk)},drive={node},id=disk{index}",
+    ]
 
 
 def _nic_args(config: DomainConfig, nic: InterfaceConfig, index: int) -> list[str]:

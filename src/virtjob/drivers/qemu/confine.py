@@ -8,7 +8,9 @@ with `AccessDeniedError` naming the element and what the operator must allow:
   one of `Confinement.emulators`; the binary run is the operator's path, never the client's;
 - a ``<disk>`` ``<source file>`` that does not resolve (symlinks, ``..``) beneath one of
   `Confinement.dirs`, or resolves beneath `Confinement.excluded` (the daemon's state), or is
-  not a regular file; QEMU is given the resolved path;
+  not a regular file, or is in a format other than raw and qcow2, or is a qcow2 image whose
+  header names a backing file or an external data file (`images`); at launch QEMU is handed
+  each image open (race-free), never its path;
 - ``<qemu:commandline>`` arguments, unless `Confinement.qemu_args`;
 - a NIC ``<model>`` other than the ones the driver knows (a device name picks QEMU code).
 
@@ -22,8 +24,9 @@ import dataclasses
 import os
 import stat
 
-from virtjob.config import DomainConfig
+from virtjob.config import DiskConfig, DomainConfig
 from virtjob.drivers.base import Confinement
+from virtjob.drivers.qemu import images
 from virtjob.drivers.qemu.command import NIC_MODELS
 from virtjob.errors import AccessDeniedError
 
@@ -54,9 +57,7 @@ def check_domain(
                 f" which this host does not allow; use one of {', '.join(sorted(NIC_MODELS))}"
             )
     disks = tuple(
-        dataclasses.replace(
-            disk, source=_check_image(config.name, disk.target, disk.source, confinement)
-        )
+        dataclasses.replace(disk, source=_check_image(config.name, disk, confinement))
         if disk.source
         else disk
         for disk in config.disks
@@ -82,11 +83,14 @@ def _check_emulator(
     )
 
 
-def _check_image(name: str, target: str, source: str, confinement: Confinement) -> str:
-    """The resolved path of disk `target`'s image `source`; `AccessDeniedError` if outside."""
+def _check_image(name: str, disk: DiskConfig, confinement: Confinement) -> str:
+    """The resolved path of `disk`'s image; `AccessDeniedError` if it is outside, or if its
+    format or header could make QEMU open another file (`images.check_image`)."""
+    images.check_format(name, disk)
+    source = disk.source
     real = os.path.realpath(source)
     shown = source if real == source else f"{source} (resolves to {real})"
-    where = f"domain {name!r}: the image of disk {target!r}, {shown},"
+    where = f"domain {name!r}: the image of disk {disk.target!r}, {shown},"
     if any(_beneath(real, os.path.realpath(d)) for d in confinement.excluded):
         raise AccessDeniedError(
             f"{where} lies in the daemon's own state directory, which guests may never use;"
@@ -103,9 +107,10 @@ def _check_image(name: str, target: str, source: str, confinement: Confinement) 
     except FileNotFoundError:
         return real  # QEMU says it is missing when the guest starts
     except OSError as exc:
-        raise AccessDeniedError(f"{where} cannot be checked: {exc.strerror}") from None
+        raise AccessDeniedError(f"{where} cannot be checked: {exc.strerror}") from exc
     if not stat.S_ISREG(mode):
         raise AccessDeniedError(f"{where} is not a regular file; give an image file (raw or qcow2)")
+    images.check_image(name, dataclasses.replace(disk, source=real), confinement)
     return real
 
 

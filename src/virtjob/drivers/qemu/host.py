@@ -22,6 +22,7 @@ from virtjob.drivers import objects
 from virtjob.drivers.base import Confinement, DomainRef, DomainState
 from virtjob.drivers.qemu.command import DEFAULT_EMULATOR, build_argv, find_emulator, kvm_usable
 from virtjob.drivers.qemu.confine import check_domain
+from virtjob.drivers.qemu.images import open_images
 from virtjob.drivers.qemu.monitor import EventLoopThread
 from virtjob.drivers.qemu.process import Launcher, QemuProcess
 from virtjob.errors import (
@@ -207,27 +208,36 @@ class QemuHost:
     ) -> QemuProcess:
         """Start a paused QEMU for `config` (not yet attached to any domain) and connect to it.
 
-        Raises `NoSupportError`/`InvalidArgError` for a guest this host cannot run (`vet`),
+        On a confined host each disk image is opened here, race-free, its header checked, and
+        handed to QEMU open (`virtjob.drivers.qemu.images`). Raises `NoSupportError`/
+        `InvalidArgError` for a guest this host cannot run (`vet`) or a missing image,
         `AccessDeniedError` for one outside the host's confinement, `OperationFailedError`
         if QEMU fails to start.
         """
         checked, accel, emulator = self.vet(config)
         log_path = os.path.join(self.logs, f"{config.name}.log")
-        return QemuProcess.launch(
-            config.name,
-            lambda monitor_fd: build_argv(
-                checked,
-                emulator=emulator,
-                accel=accel,
-                monitor_fd=monitor_fd,
-                incoming=incoming,
-            ),
-            launcher=self.launcher,
-            loop=self.loop,
-            log_path=log_path,
-            on_exit=self._exited,
-            pass_fds=pass_fds,
-        )
+        confinement = self.confinement
+        with contextlib.ExitStack() as stack:
+            image_fds: dict[str, int] = {}
+            if confinement is not None:  # QEMU gets each image open, never its path
+                opened = stack.enter_context(open_images(checked, confinement))
+                image_fds = {image.disk.target: image.fd for image in opened}
+            return QemuProcess.launch(
+                config.name,
+                lambda monitor_fd: build_argv(
+                    checked,
+                    emulator=emulator,
+                    accel=accel,
+                    monitor_fd=monitor_fd,
+                    incoming=incoming,
+                    image_fds=image_fds,
+                ),
+                launcher=self.launcher,
+                loop=self.loop,
+                log_path=log_path,
+                on_exit=self._exited,
+                pass_fds=(*pass_fds, *image_fds.values()),
+            )
 
     def attach(self, domain: QemuDomain, process: QemuProcess) -> None:
         """Make `process` the running instance of `domain`. The caller holds `lock`."""
