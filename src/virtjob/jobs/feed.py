@@ -16,12 +16,13 @@ import threading
 class ChangeFeed:
     """Ids of followed jobs that changed since the consumer last looked. Thread-safe."""
 
-    __slots__ = ("_closed", "_cond", "_marked")
+    __slots__ = ("_closed", "_cond", "_marked", "_woken")
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._marked: dict[str, None] = {}
         self._closed = False
+        self._woken = False
 
     def mark(self, job_id: str) -> None:
         """Note that job `job_id` changed (a no-op if it is noted already) and wake the consumer."""
@@ -34,14 +35,26 @@ class ChangeFeed:
     def take(self, timeout: float | None) -> list[str]:
         """Return and clear the ids marked so far, in the order first marked.
 
-        Waits up to `timeout` seconds (None: no limit) for one if there is none; returns an
-        empty list when the timeout passes first or once the feed is closed.
+        Waits up to `timeout` seconds (None: no limit) for one if there is none, unless the
+        feed is closed or `wake` was called since the last `take`; returns an empty list when
+        the timeout passes first or a `wake` or `close` ends the wait with nothing marked.
+        Once closed it no longer waits, but still hands out what was marked.
         """
         with self._cond:
-            if not self._marked and not self._closed:
+            if not self._marked and not self._closed and not self._woken:
                 self._cond.wait(timeout)
             marked, self._marked = self._marked, {}
+            self._woken = False
         return list(marked)
+
+    def wake(self) -> None:
+        """End the consumer's current (or next) wait in `take` even if nothing is marked.
+
+        Lets another thread hand the consumer a chore of its own (virtjobd's pruning).
+        """
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     @property
     def closed(self) -> bool:

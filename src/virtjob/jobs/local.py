@@ -36,17 +36,21 @@ EXIT_GRACE = 10.0
 """Seconds the interpreter waits at exit for cancelled jobs to wind down."""
 _holding = threading.local()
 """``jobs``: the list `hold_new_jobs` collects this thread's new jobs in, while it runs."""
+_Held = tuple["LocalJobDriver", JobRecord, bool]
+"""A job `hold_new_jobs` holds back: its driver, its record, whether a thread is reserved."""
 
 
 @contextlib.contextmanager
 def hold_new_jobs() -> Iterator[None]:
-    """Jobs this thread starts inside the block (on any `LocalJobDriver`) wait to run until it ends.
+    """Jobs this thread starts on a `LocalJobDriver` inside the block wait to run until it ends.
 
     Lets a caller record a job before it can start (virtjobd writes its row). They are listed
     and cancellable meanwhile, and queued in order when the block ends normally; if the block
-    raises, they are cancelled without ever having run.
+    raises, they are cancelled without ever having run. Jobs of other job drivers (the remote
+    one) are not held. Closing the driver meanwhile cancels them like any queued job. Raises
+    nothing of its own.
     """
-    held: list[tuple[LocalJobDriver, JobRecord]] = []
+    held: list[_Held] = []
     outer = getattr(_holding, "jobs", None)
     _holding.jobs = held
     released = False
@@ -55,11 +59,8 @@ def hold_new_jobs() -> Iterator[None]:
         released = True
     finally:
         _holding.jobs = outer
-        for driver, record in held:
-            if released:
-                driver._queue.put(record)  # a job cancelled meanwhile is skipped by its thread
-            else:
-                record.request_cancel()
+        for driver, record, reserved in held:
+            driver._release_held(record, reserved, run=released)
 
 
 def _new_job_id() -> str:
@@ -132,32 +133,54 @@ class LocalJobDriver:
                 job_id = self._new_id()
             record = JobRecord(job_id, kind, subject, worker, on_cancel, lock_key, self._ended)
             try:
-                self._add_thread_if_needed()
+                reserved = self._add_thread_if_needed()
             except RuntimeError as exc:  # the system refused a new thread
                 raise OperationFailedError(
                     f"cannot start a {kind} job on {subject!r}: no thread to run it ({exc});"
                     f" try again when fewer jobs run"
-                ) from None
+                ) from exc
             self._records[job_id] = record
             if lock_key is not None:
                 self._holders[lock_key] = record
-            held: list[tuple[LocalJobDriver, JobRecord]] | None = getattr(_holding, "jobs", None)
+            held: list[_Held] | None = getattr(_holding, "jobs", None)
             if held is None:
                 self._queue.put(record)
             else:
-                held.append((self, record))
+                held.append((self, record, reserved))
         return Job(self, job_id, kind, subject)
 
-    def _add_thread_if_needed(self) -> None:
-        # Called with self._lock held; an idle thread will pick the job up if there is one.
-        if self._idle.acquire(blocking=False):
+    def _release_held(self, record: JobRecord, reserved: bool, *, run: bool) -> None:
+        """Queue a job `hold_new_jobs` held back or, with `run` False, cancel it.
+
+        `reserved` says whether `start_job` reserved a thread for it (an idle one's permit, or
+        a new thread). A queued job's thread gives that back once done with it (skipping it if
+        it was cancelled meanwhile); a job that never reaches the queue gives it back here, or
+        the thread would idle uncounted and the next job would start another one.
+        """
+        if run:
+            self._queue.put(record)
             return
+        record.request_cancel()
+        if reserved:
+            self._idle.release()
+
+    def _add_thread_if_needed(self) -> bool:
+        """Reserve a thread for one more job: an idle one, else a new one below `max_jobs`.
+
+        Returns False when every thread is busy and there are `max_jobs` of them (the job waits
+        for the first one free). Called with `_lock` held; raises `RuntimeError` if the system
+        refuses a thread.
+        """
+        if self._idle.acquire(blocking=False):
+            return True
         if len(self._threads) < self.max_jobs:
             thread = threading.Thread(
                 target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
+            return True
+        return False
 
     def _work(self) -> None:
         while True:
@@ -274,12 +297,19 @@ class LocalJobDriver:
         self._record(job_id).add_done_callback(fn)
 
     def job_follow(self, job_id: str, feed: ChangeFeed) -> None:
-        """Mark `feed` with the job's id at once and on every later change; `NoJobError` if unknown.
+        """Mark `feed` with the job's id at once and on every later change.
 
-        Lets one thread follow many jobs (see `ChangeFeed`); a job has at most one feed.
+        Lets one thread follow many jobs (see `ChangeFeed`). A job marks one feed: following it
+        again with the same feed only marks it; `OperationInvalidError` if another feed follows
+        it already, `NoJobError` if the job is unknown.
         """
         record = self._record(job_id)
         with record.lock:
+            if record.feed is not None and record.feed is not feed:
+                raise OperationInvalidError(
+                    f"job {job_id} ({record.kind} of {record.subject!r}) is followed by another"
+                    f" ChangeFeed already; a job marks one feed: read that feed's changes instead"
+                )
             record.feed = feed
             feed.mark(job_id)
 
@@ -301,9 +331,10 @@ class LocalJobDriver:
     def close(self, *, cancel: bool = True, timeout: float | None = None) -> bool:
         """Stop taking jobs, cancel queued ones and (if `cancel`) running ones, and end the threads.
 
-        Waits up to `timeout` seconds (None: no limit) for running jobs to end and the threads
-        to exit; returns True if they all did. Finished job records stay readable.
-        Calling it again is harmless.
+        Jobs `hold_new_jobs` holds back count as queued: they are cancelled, even with `cancel`
+        False, and never run. Waits up to `timeout` seconds (None: no limit) for running jobs
+        to end and the threads to exit; returns True if they all did. Finished job records
+        stay readable. Calling it again is harmless.
         """
         self._shut(cancel=cancel)
         return self._join(None if timeout is None else time.monotonic() + timeout)
