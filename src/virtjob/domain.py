@@ -169,13 +169,14 @@ class Domain:
         """Stop the domain at once (power off); `OperationInvalidError` if it is not running."""
         self._conn.driver.domain_destroy(self._ref)
 
-    def shutdown(self, force_after: float | None = None) -> bool:
-        """Ask the guest to power off cleanly (ACPI power button) and return False at once.
+    def shutdown(self, force_after: float | None = None) -> None:
+        """Ask the guest to power off cleanly (ACPI power button) and return at once.
 
         The guest may ignore the request (no OS, or one that is busy or hung): the domain then
-        goes on running. With `force_after` (seconds), wait up to that long for the guest to
-        power off and, if it has not, power the domain off at once as `destroy` does, log a
-        warning on the ``virtjob`` logger and return True; False when the guest obeyed.
+        goes on running. With `force_after` (seconds), the host powers the domain off as
+        `destroy` does if it is still running that long after the request, and logs a warning
+        (on the host: the daemon's log for a remote one); the call does not wait for it. To
+        learn how it ended, watch `state()` (the CLI's ``shutdown --force-after`` does).
 
         Raises `OperationInvalidError` if the domain is not running (or busy with a job) and
         `InvalidArgError` if `force_after` is not a number of seconds from 0 to
@@ -183,7 +184,7 @@ class Domain:
         """
         if force_after is not None:
             force_after = check_force_after(force_after)
-        return bool(self._conn.driver.domain_shutdown(self._ref, force_after))
+        self._conn.driver.domain_shutdown(self._ref, force_after)
 
     def suspend(self) -> None:
         """Pause the domain's vCPUs; `OperationInvalidError` unless it is running."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import click
 
@@ -29,6 +30,7 @@ from virtjob.cli.output import (
     yes_no,
 )
 from virtjob.domain import MAX_FORCE_AFTER, Domain, DomainInfo
+from virtjob.errors import NoDomainError, OperationFailedError
 from virtjob.jobs import Job, JobKind
 
 DOMAIN = click.argument("domain", callback=non_empty("list --all"), shell_complete=complete_domain)
@@ -268,7 +270,8 @@ def shutdown(app: App, domain: str, force_after: float | None) -> None:
     """Ask a running domain's guest to power off cleanly (ACPI power button).
 
     The guest may ignore the request (no OS, or one that is hung): the domain then goes on
-    running. --force-after SECONDS powers it off at once if it is still running by then.
+    running. With --force-after SECONDS the host powers it off at once if it is still running
+    by then; this command waits (a few seconds beyond SECONDS at most) and says how it ended.
 
     \b
     Examples:
@@ -279,13 +282,44 @@ def shutdown(app: App, domain: str, force_after: float | None) -> None:
     if force_after is None:
         dom.shutdown()
         click.echo(f"Domain '{dom.name}' is being shutdown")
-    elif dom.shutdown(force_after=force_after):
+        return
+    asked = time.monotonic()
+    dom.shutdown(force_after=force_after)
+    took = _wait_until_off(dom, asked + force_after + SHUTDOWN_MARGIN)
+    if took is None:
+        raise OperationFailedError(
+            f"domain {dom.name!r} is still running {force_after + SHUTDOWN_MARGIN:g} s after the"
+            f" shutdown request: it was not forced off (a job may have started on it; the"
+            f" host's log says why); cancel the job, or destroy the domain"
+        )
+    if took - asked < force_after:
+        click.echo(f"Domain '{dom.name}' has been shut down")
+    else:
         click.echo(
             f"Domain '{dom.name}' did not power off within {force_after:g} s of the shutdown"
             f" request; it was forced off"
         )
-    else:
-        click.echo(f"Domain '{dom.name}' has been shut down")
+
+
+SHUTDOWN_MARGIN = 5.0
+"""Seconds ``shutdown --force-after S`` waits beyond S for the host to force the domain off."""
+_STATE_POLL = 0.05
+
+
+def _wait_until_off(dom: Domain, deadline: float) -> float | None:
+    """Poll `dom` until it is no longer running (or gone: a transient one); the monotonic time
+    it was first seen off, None if it still runs at `deadline`. No event says it: polling."""
+    while True:
+        try:
+            active = dom.state().active
+        except NoDomainError:
+            active = False
+        now = time.monotonic()
+        if not active:
+            return now
+        if now >= deadline:
+            return None
+        time.sleep(min(_STATE_POLL, deadline - now))
 
 
 # What a domain is doing while a job runs on it, in virsh's words (``domstate --reason``).

@@ -45,7 +45,6 @@ from .models import (
     PathBody,
     RefModel,
     ShutdownBody,
-    ShutdownModel,
     VersionModel,
     XmlBody,
     XmlModel,
@@ -522,7 +521,7 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
 
     @api.post(
         prefix + "/domains/{key}/shutdown",
-        response_model=ShutdownModel,
+        status_code=204,
         tags=["domains"],
         name="domain_shutdown",
         summary="Ask the guest to shut down",
@@ -536,13 +535,14 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     ) -> Response:
         """Press the guest's power button and answer at once; the guest may ignore it.
 
-        With ``force_after``, answer once the guest is off: if it has not powered off within
-        that many seconds, the domain is powered off at once (logged) and ``forced`` is true.
+        With ``force_after``, the host powers the domain off (logged) if it is still running
+        that many seconds later; the answer does not wait for it: watch the domain's state.
         """
         host = hosted(request, driver, instance)
         ref = host.driver.lookup_domain(key)
         force_after = None if body is None else body.force_after
-        return _json({"forced": bool(host.driver.domain_shutdown(ref, force_after))})
+        host.driver.domain_shutdown(ref, force_after)
+        return Response(status_code=204)
 
     @api.post(
         prefix + "/domains/{key}/start", status_code=202, response_model=JobModel, tags=["domains"]

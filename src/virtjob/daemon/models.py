@@ -52,17 +52,9 @@ class ShutdownBody(BaseModel):
         ge=0,
         le=MAX_FORCE_AFTER,
         allow_inf_nan=False,
-        description="Seconds to wait for the guest to power off before the domain is powered"
-        " off at once (logged); null or absent: only ask the guest and answer at once.",
-    )
-
-
-class ShutdownModel(BaseModel):
-    """How a shutdown request ended."""
-
-    forced: bool = Field(
-        description="True when the guest ignored the request for force_after seconds and the"
-        " domain was powered off at once."
+        description="Seconds after which the domain is powered off at once (logged) if the"
+        " guest has not powered off by then; null or absent: only ask the guest. The answer"
+        " comes at once either way.",
     )
 
 

@@ -165,13 +165,14 @@ class Driver(Protocol):
         """Stop the domain at once."""
         ...
 
-    def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> bool:
-        """Ask the guest to power off (ACPI) and return False; the guest may ignore it.
+    def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> None:
+        """Ask the guest to power off (ACPI) and return at once; the guest may ignore it.
 
-        With `force_after` (seconds, checked by the caller), wait up to that long for the guest
-        to power off; if it has not, stop the domain at once as `domain_destroy` does, log a
-        warning on the ``virtjob`` logger and return True. `OperationInvalidError` unless the
-        domain is running and free of jobs.
+        With `force_after` (seconds, checked by the caller), the host stops the domain as
+        `domain_destroy` does if it still runs that long after the request (a warning logged
+        on the ``virtjob`` logger; a request that comes later keeps the earlier deadline); the
+        call never waits for it. `OperationInvalidError` unless the domain is running and free
+        of jobs.
         """
         ...
 

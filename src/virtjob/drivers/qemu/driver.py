@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import NoReturn
 
 from virtjob.config import format_domain_xml, parse_domain_xml
@@ -42,8 +41,8 @@ class QemuDriver:
     """Implements the driver protocol over a shared `QemuHost`.
 
     Networks are not managed by this driver yet: every network call raises `NoSupportError`
-    (the test driver covers them). `shutdown` asks the guest by ACPI and returns; it kills QEMU
-    only when asked to (`force_after`, or `shutdown_timeout` from the URI's
+    (the test driver covers them). `shutdown` asks the guest by ACPI and returns at once; it
+    kills QEMU later only when asked to (`force_after`, or `shutdown_timeout` from the URI's
     ``?shutdown_timeout=``: the default `force_after` of this connection, None when not given).
     """
 
@@ -164,33 +163,22 @@ class QemuDriver:
             raise objects.not_running("destroy", ref.name, "not running")
         process.kill(reason=f"domain {ref.name!r} was destroyed")
 
-    def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> bool:
-        """Press the guest's ACPI power button (QMP ``system_powerdown``) and return False.
+    def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> None:
+        """Press the guest's ACPI power button (QMP ``system_powerdown``) and return at once.
 
-        With `force_after` (else this connection's `shutdown_timeout`, if any), wait that many
-        seconds for QEMU to exit; if it has not, kill it, log a warning and return True. A job
-        started on the domain meanwhile is not killed under it: `OperationInvalidError`.
+        With `force_after` (else this connection's `shutdown_timeout`, if any), QEMU is killed
+        (a warning logged) if it still runs that many seconds later, unless a job has started
+        on the domain by then (`QemuHost.force_off_after`). Raises `OperationInvalidError` if
+        the domain is not running or a job runs on it.
         """
-        self._refuse_if_busy(ref.name, f"shut down domain {ref.name!r}")
-        _, process = self.host.running_process(ref, "shut down")
-        process.expected_exit = True
+        with self.host.lock:
+            self._refuse_if_busy(ref.name, f"shut down domain {ref.name!r}")
+            _, process = self.host.running_process(ref, "shut down")
         process.monitor.execute("system_powerdown")
         if force_after is None:
             force_after = self.shutdown_timeout
-        if force_after is None or process.exited.wait(force_after):
-            return False
-        self._refuse_if_busy(
-            ref.name, f"force domain {ref.name!r} off after it ignored the shutdown request"
-        )
-        logging.getLogger(__name__).warning(
-            "domain %r did not power off within %g s of the shutdown request;"
-            " killing its QEMU (pid %d) as asked (force_after)",
-            ref.name,
-            force_after,
-            process.pid,
-        )
-        process.kill()
-        return True
+        if force_after is not None:
+            self.host.force_off_after(ref, process, force_after, domain_key(ref.name))
 
     def domain_suspend(self, ref: DomainRef) -> None:
         """Pause the guest's vCPUs."""

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -58,6 +59,15 @@ _QEMU_STATES = {
 }
 
 
+@dataclass(frozen=True)
+class _ForceOff:
+    """A pending forced power-off of a domain that was asked to shut down (`force_off_after`)."""
+
+    process: QemuProcess
+    deadline: float
+    timer: threading.Timer
+
+
 @dataclass
 class QemuDomain:
     """A domain of the host. Mutated only under the host lock."""
@@ -100,6 +110,7 @@ class QemuHost:
         self.loop = EventLoopThread(f"virtjob-qmp-{os.path.basename(state_dir)}")
         self.launcher = Launcher(f"virtjob-qemu-launcher-{os.path.basename(state_dir)}")
         self._ids = itertools.count(1)
+        self._force_offs: dict[uuid.UUID, _ForceOff] = {}
         self._load_definitions()
 
     def _load_definitions(self) -> None:
@@ -253,11 +264,75 @@ class QemuHost:
             for domain in list(self.domains.values()):
                 if domain.process is process:
                     self._detach(domain, process)
+            for key, pending in list(self._force_offs.items()):
+                if pending.process is process:  # off in time: nothing to force
+                    pending.timer.cancel()
+                    del self._force_offs[key]
+
+    # -- forced power-off after a shutdown request ------------------------------------------
+
+    def force_off_after(
+        self, ref: DomainRef, process: QemuProcess, seconds: float, lock_key: str
+    ) -> None:
+        """Kill `process`, the QEMU of `ref`, if it still runs `seconds` from now; return at once.
+
+        One timer per domain: a request whose deadline comes later than a pending one's keeps
+        the earlier; an earlier one replaces it. The timer is cancelled when QEMU exits. When it
+        fires, the host lock is held across the check that no job holds `lock_key` and the
+        kill, so a job started meanwhile is never killed under it (it is left running, with a
+        warning); a forced kill logs a warning on ``virtjob.qemu``.
+        """
+        deadline = time.monotonic() + seconds
+        with self.lock:
+            pending = self._force_offs.get(ref.uuid)
+            if pending is not None:
+                if pending.process is process and pending.deadline <= deadline:
+                    return
+                pending.timer.cancel()
+            if process.ended.is_set():
+                self._force_offs.pop(ref.uuid, None)
+                return
+            timer = threading.Timer(seconds, self._force_off, (ref, process, seconds, lock_key))
+            timer.name = f"virtjob-shutdown-force-{ref.name}"
+            timer.daemon = True
+            self._force_offs[ref.uuid] = _ForceOff(process, deadline, timer)
+            timer.start()
+
+    def _force_off(self, ref: DomainRef, process: QemuProcess, seconds: float, key: str) -> None:
+        with self.lock:
+            pending = self._force_offs.get(ref.uuid)
+            if pending is None or pending.timer is not threading.current_thread():
+                return  # replaced by a sooner request, or QEMU exited
+            del self._force_offs[ref.uuid]
+            if process.ended.is_set():
+                return
+            holder = self.jobs.busy_with(key)
+            if holder is not None:
+                log.warning(
+                    "domain %r did not power off within %g s of the shutdown request, but"
+                    " %s job %s now runs on it: not forcing it off; cancel the job and shut"
+                    " the domain down again, or destroy it",
+                    ref.name,
+                    seconds,
+                    holder.kind,
+                    holder.id,
+                )
+                return
+            log.warning(
+                "domain %r did not power off within %g s of the shutdown request;"
+                " killing its QEMU (pid %d) as asked (force_after)",
+                ref.name,
+                seconds,
+                process.pid,
+            )
+            process.send_kill(
+                f"domain {ref.name!r} was forced off after it ignored a shutdown request"
+            )
 
     def _detach(self, domain: QemuDomain, process: QemuProcess) -> None:
         domain.process = None
         domain.id = None
-        domain.crashed = not process.expected_exit and process.returncode != 0
+        domain.crashed = _crashed(process)
         if not domain.persistent:
             self.domains.pop(domain.config.uuid, None)
 
@@ -290,7 +365,7 @@ class QemuHost:
                 )
                 return DomainState.PAUSED
             process.exited.wait(1.0)
-            return DomainState.SHUTOFF if process.expected_exit else DomainState.CRASHED
+            return DomainState.CRASHED if _crashed(process) else DomainState.SHUTOFF
         return _QEMU_STATES.get(str(status.get("status")), DomainState.NOSTATE)
 
     def running_process(self, ref: DomainRef, action: str) -> tuple[QemuDomain, QemuProcess]:
@@ -301,6 +376,12 @@ class QemuHost:
         if process is None or process.ended.is_set():
             raise objects.not_running(action, ref.name, "not running")
         return domain, process
+
+
+def _crashed(process: QemuProcess) -> bool:
+    """Whether an ended QEMU crashed: virtjob did not end it (quit, kill) and it did not exit
+    cleanly (status 0: the guest powered off, or QEMU quit on a guest's request)."""
+    return not process.expected_exit and process.returncode != 0
 
 
 _hosts: dict[str, QemuHost] = {}

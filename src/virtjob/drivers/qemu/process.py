@@ -59,7 +59,9 @@ class QemuProcess:
     """A running QEMU for one domain.
 
     `on_exit(process)` is called once, from a watcher thread, when the process ends;
-    `expected_exit` tells whether virtjob asked for the end (destroy, quit after a save).
+    `expected_exit` tells whether virtjob itself ended it (`kill`: destroy, a forced shutdown;
+    `quit`: after a save). Asking the guest to power off does not set it: a guest that obeys
+    makes QEMU exit with status 0, and a QEMU that dies otherwise has crashed.
     `ended` is set as soon as the process is gone; `exited` once `on_exit` has run too, so
     whoever waits for `exited` sees the host's bookkeeping already updated. Never wait for
     `exited` while holding a lock `on_exit` takes.
@@ -164,16 +166,20 @@ class QemuProcess:
         """Kill QEMU at once (even a stopped or hung one) and wait for it to be gone.
 
         `reason` (e.g. "the domain was destroyed") is what a job that was using this QEMU
-        reports as the cause of its failure.
+        reports as the cause of its failure. Never call it holding a lock `on_exit` takes.
         """
+        self.send_kill(reason)
+        self.proc.wait()
+        self.exited.wait()
+
+    def send_kill(self, reason: str | None = None) -> None:
+        """Send QEMU SIGKILL and return at once (see `kill`); safe under any lock."""
         self.expected_exit = True
         if reason is not None and self.kill_reason is None:
             self.kill_reason = reason
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
                 os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.exited.wait()
 
     def quit(self, timeout: float = 10.0) -> None:
         """Ask QEMU to exit (QMP ``quit``); kill it if it has not after `timeout` seconds."""

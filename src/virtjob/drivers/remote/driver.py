@@ -26,7 +26,7 @@ from virtjob.uri import ConnectURI
 
 from . import wire
 from .jobs import RemoteJobDriver
-from .transport import READ_TIMEOUT, TRANSPORT_PARAMS, Transport, quote_segment
+from .transport import TRANSPORT_PARAMS, Transport, quote_segment
 
 
 class RemoteDriver:
@@ -117,24 +117,11 @@ class RemoteDriver:
         """Stop the domain at once."""
         self._call("POST", f"/domains/{self._key(ref)}/destroy")
 
-    def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> bool:
-        """Ask the guest to shut down; with `force_after`, the daemon forces it off after that.
-
-        The answer waits for the guest up to `force_after` seconds, so the read timeout grows
-        by as much. True when the domain had to be forced off.
-        """
-        path = self._base + f"/domains/{self._key(ref)}/shutdown"
-        if force_after is None:
-            answer = self._transport.call("POST", path, params=self._params or None)
-        else:
-            answer = self._transport.call(
-                "POST",
-                path,
-                body={"force_after": force_after},
-                params=self._params or None,
-                timeout=READ_TIMEOUT + force_after,
-            )
-        return isinstance(answer, dict) and answer.get("forced") is True
+    def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> None:
+        """Ask the guest to shut down; with `force_after`, the daemon forces it off if it still
+        runs that many seconds later. The daemon answers at once."""
+        body = None if force_after is None else {"force_after": force_after}
+        self._call("POST", f"/domains/{self._key(ref)}/shutdown", body=body)
 
     def domain_suspend(self, ref: DomainRef) -> None:
         """Pause the domain."""

@@ -146,8 +146,8 @@ class TestDriver:
         self,
         ref: DomainRef,
         force_after: float | None = None,  # noqa: ARG002 - never needed: the guest obeys
-    ) -> bool:
-        """The simulated guest obeys the power button at once, so it is never forced: False.
+    ) -> None:
+        """The simulated guest obeys the power button at once, so it is never forced.
 
         `force_after` is accepted as the other drivers take it; nothing waits for it.
         """
@@ -158,7 +158,6 @@ class TestDriver:
                     f"cannot shut down domain {ref.name!r}: it is {domain.state}; resume it first"
                 )
             self.host.stop(domain)
-        return False
 
     def domain_suspend(self, ref: DomainRef) -> None:
         """Pause the domain."""
