@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -227,6 +228,108 @@ def test_a_sticky_shared_socket_directory_is_accepted(tmp_path: os.PathLike[str]
     daemon.socket = os.path.join(sockets, "d.sock")
     try:
         daemon.start()
+    finally:
+        daemon.cleanup()
+
+
+def test_a_state_directory_reached_through_another_users_symlink_is_refused(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """uid 1000 owns the link, so it could re-point it later: refused, nothing created."""
+    real = os.path.join(str(tmp_path), "real")
+    os.mkdir(real, 0o700)
+    link = os.path.join(str(tmp_path), "vj")
+    os.symlink(real, link)
+    os.lchown(link, OTHER_UID, OTHER_UID)
+    result = _start_fails("--state-dir", link)
+    assert result.returncode == 2, result.stderr
+    assert f"the state directory {link}: the symlink {link} belongs to uid {OTHER_UID}" in (
+        result.stderr
+    )
+    assert os.listdir(real) == []
+
+
+@pytest.mark.parametrize("where", ["path", "link target"])
+def test_a_state_directory_under_another_users_directory_is_refused(
+    tmp_path: os.PathLike[str], where: str
+) -> None:
+    """A parent directory of uid 1000 (on the path given, or where a root-owned symlink
+    leads) lets that user rename the state directory away and put their own in its place."""
+    theirs = os.path.join(str(tmp_path), "theirs")
+    os.mkdir(theirs, 0o755)
+    os.chown(theirs, OTHER_UID, OTHER_UID)
+    real = os.path.join(theirs, "vj")
+    os.mkdir(real, 0o700)
+    state = real
+    if where == "link target":
+        state = os.path.join(str(tmp_path), "link")
+        os.symlink(real, state)
+    result = _start_fails("--state-dir", state)
+    assert result.returncode == 2, result.stderr
+    assert f"the state directory {state}: {theirs} belongs to uid {OTHER_UID}" in result.stderr
+    assert os.listdir(real) == []
+
+
+def test_a_state_directory_under_a_group_writable_directory_is_refused(
+    tmp_path: os.PathLike[str],
+) -> None:
+    shared = os.path.join(str(tmp_path), "shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o775)
+    state = os.path.join(shared, "vj")
+    result = _start_fails("--state-dir", state)
+    assert result.returncode == 2, result.stderr
+    assert f"the state directory {state}: {shared} is writable by others" in result.stderr
+    assert os.listdir(shared) == []  # refused before anything is created
+
+
+def test_a_socket_directory_reached_through_another_users_symlink_is_refused(
+    tmp_path: os.PathLike[str],
+) -> None:
+    real = os.path.join(str(tmp_path), "s")
+    os.mkdir(real, 0o700)
+    link = os.path.join(str(tmp_path), "l")
+    os.symlink(real, link)
+    os.lchown(link, OTHER_UID, OTHER_UID)
+    state = os.path.join(str(tmp_path), "state")
+    result = _start_fails("--state-dir", state, "--listen", f"unix:{link}/d.sock")
+    assert result.returncode == 2, result.stderr
+    assert f"the socket directory {link}: the symlink {link} belongs to uid" in result.stderr
+    assert os.listdir(real) == []
+
+
+def test_a_safe_symlinked_state_directory_is_used_by_its_resolved_path() -> None:
+    """A root-owned link in a sticky shared directory is fine; the daemon then works in the
+    directory it resolved to (lock, default socket, excluded paths), whatever the link
+    points to later."""
+    base = tempfile.mkdtemp(prefix="vjd-")
+    shared = os.path.join(base, "shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o1777)
+    real = os.path.join(base, "real")
+    os.mkdir(real, 0o700)
+    link = os.path.join(shared, "vj")
+    os.symlink(real, link)
+    daemon = DaemonProcess(base=base)
+    daemon.state_dir = link
+    daemon.socket = os.path.join(link, "virtjobd.sock")
+    try:
+        daemon.start()
+        assert f"serving http on unix:{real}/virtjobd.sock" in daemon.log()
+        os.unlink(link)
+        os.mkdir(link, 0o700)  # the link now names another (empty) directory
+        daemon.socket = os.path.join(real, "virtjobd.sock")
+        with daemon.client() as client:
+            base_url = "/v1/hosts/test/default/domains/test"
+            target = os.path.join(real, "virtjobd.sqlite3")
+            answer = client.post(f"{base_url}/dump-core", json={"path": target})
+            assert answer.status_code == 403, answer.text
+            assert real in answer.json()["message"]
+        assert daemon.signal(signal.SIGTERM) == 0
+        assert os.listdir(link) == []
+        left = set(os.listdir(real))
+        assert {"virtjobd.lock", "virtjobd.sqlite3"} <= left
+        assert "virtjobd.sock" not in left  # removed at its real path
     finally:
         daemon.cleanup()
 

@@ -11,7 +11,7 @@ import sys
 
 from virtjob.errors import VirtError
 
-from .listen import parse_listen
+from .listen import ListenSpec, parse_listen
 from .security import load_token
 from .service import Service, Settings
 
@@ -179,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         spec = parse_listen(
             args.listen or f"unix:{os.path.join(settings.state_dir, 'virtjobd.sock')}"
         )
-        os.environ.setdefault("VIRTJOB_STATE_DIR", settings.state_dir)
         service = Service.open(settings)
     except VirtError as exc:
         print(f"virtjobd: {exc}", file=sys.stderr)
         return 2
+    if spec.kind == "unix" and settings.socket_path is not None:
+        spec = ListenSpec("unix", path=settings.socket_path)  # resolved by Service.open
     try:
         return run(
             service,

@@ -5,7 +5,9 @@
   Paths are resolved with ``os.path.realpath`` first (symlinks and ``..`` included), so a
   symlink inside an allowed directory that points outside it, or into the state directory,
   is refused. Paths must be valid text (UTF-8 without lone surrogates).
-- `check_private_dir` refuses a state or socket directory another user could change.
+- `resolve_private_dir` resolves a state or socket directory once and refuses one another
+  user could change or redirect (a component or symlink on the way included);
+  `make_private_dir` creates a missing one safely.
 - `load_token` reads the bearer token from ``--token-file``; `token_matches` compares a
   presented token in constant time.
 """
@@ -143,32 +145,161 @@ class PathPolicy:
         )
 
 
-def check_private_dir(path: str, what: str, *, sticky_ok: bool = False) -> None:
-    """Refuse a directory another user could change: `InvalidArgError` saying how to fix it.
+MAX_SYMLINKS = 40
+"""Symlinks `resolve_private_dir` follows on one path before it gives up (as the kernel)."""
 
-    `path` must be a directory owned by this process's user (or root) that neither its group
-    nor others may write to; `what` names its use in the message ("state directory").
-    With `sticky_ok` (a socket's directory) a sticky world-writable directory like ``/tmp`` is
-    accepted too: there nobody else can remove or replace the daemon's file.
+
+class _Walk:
+    """One resolution of a path, component by component, checking what could be changed.
+
+    Like ``ssh``'s StrictModes: a directory on the way must belong to root or this process's
+    user and be writable by nobody else, unless it is sticky (like ``/tmp``: there nobody
+    else can remove or rename what is not theirs); a symlink on the way must belong to root
+    or this user. Otherwise another user could swap a directory or re-point a link, and the
+    path would lead elsewhere the next time it is used.
     """
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise InvalidArgError(f"cannot use {path} as the {what}: {exc.strerror}") from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise InvalidArgError(f"the {what} {path} is not a directory; give a directory")
-    uid = os.geteuid()
+
+    def __init__(self, path: str, what: str) -> None:
+        self.path = path
+        self.what = what
+        self.uid = os.geteuid()
+        self.links = 0
+        self.problems: list[str] = []
+        """Why components met on the way are unsafe (messages), in the order met."""
+
+    def resolve(self, path: str) -> str:
+        """The real path of `path` (absolute), symlinks followed, every component checked.
+
+        Unsafe components are listed in `problems`; raises `InvalidArgError` only for a path
+        that does not resolve to a directory (missing, not a directory, a symlink loop).
+        """
+        current = "/"
+        self._check_dir(current, self.lstat(current))
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                current = os.path.dirname(current)  # `current` is real: no link to undo
+                continue
+            candidate = os.path.join(current, part)
+            info = self.lstat(candidate)
+            if stat.S_ISLNK(info.st_mode):
+                self._check_link(candidate, info)
+                current = self.resolve(os.path.join(current, os.readlink(candidate)))
+            elif stat.S_ISDIR(info.st_mode):
+                self._check_dir(candidate, info)
+                current = candidate
+            else:
+                raise InvalidArgError(
+                    f"cannot use {self.path} as the {self.what}: {candidate} is not a"
+                    f" directory; give a directory"
+                )
+        return current
+
+    def lstat(self, path: str) -> os.stat_result:
+        """`os.lstat`; `InvalidArgError` naming the component if it fails."""
+        try:
+            return os.lstat(path)
+        except OSError as exc:
+            raise InvalidArgError(
+                f"cannot use {self.path} as the {self.what}: {path}: {exc.strerror}"
+            ) from exc
+
+    def _owner_ok(self, info: os.stat_result) -> bool:
+        return info.st_uid in (self.uid, 0)
+
+    def _check_link(self, link: str, info: os.stat_result) -> None:
+        self.links += 1
+        if self.links > MAX_SYMLINKS:
+            raise InvalidArgError(
+                f"cannot use {self.path} as the {self.what}: more than {MAX_SYMLINKS} symlinks"
+                f" on the way (a loop?); give the real directory"
+            )
+        if not self._owner_ok(info):
+            self.problems.append(
+                f"the {self.what} {self.path}: the symlink {link} belongs to uid"
+                f" {info.st_uid}, who may be able to point it elsewhere; give the directory"
+                f" it leads to ({os.path.realpath(link)}) instead, or replace the link with"
+                f" one of root or uid {self.uid}"
+            )
+
+    def _check_dir(self, directory: str, info: os.stat_result) -> None:
+        mode = stat.S_IMODE(info.st_mode)
+        shared = mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX
+        if self._owner_ok(info) and not shared:
+            return
+        who = (
+            f"belongs to uid {info.st_uid}" if not self._owner_ok(info) else "is writable by others"
+        )
+        self.problems.append(
+            f"the {self.what} {self.path}: {directory} {who} (owner uid {info.st_uid}, mode"
+            f" {mode:04o}), so another user could move what lies in it and put their own in"
+            f" its place; give a {self.what} whose every parent directory belongs to root or"
+            f" uid {self.uid} and is writable by nobody else (or is sticky, like /tmp)"
+        )
+
+
+def resolve_private_dir(path: str, what: str, *, sticky_ok: bool = False) -> str:
+    """The real path of directory `path`, refused if another user could change where it leads.
+
+    `path` (absolute) is resolved once, component by component: every directory on the way
+    must belong to root or this process's user and be writable by nobody else unless sticky
+    (``/tmp``), every symlink followed must belong to root or this user, and the directory
+    itself must belong to root or this user and be writable by nobody else. With `sticky_ok`
+    (a socket's directory) a sticky world-writable directory like ``/tmp`` is accepted as the
+    directory itself too: there nobody else can remove or replace the daemon's file. The
+    caller uses the returned path from then on, never `path` again. `what` names its use in
+    messages ("state directory"). Raises `InvalidArgError` naming the offending component and
+    saying how to fix it.
+    """
+    walk = _Walk(path, what)
+    real = walk.resolve(os.path.abspath(path))
+    info = walk.lstat(real)
+    uid = walk.uid
     mode = stat.S_IMODE(info.st_mode)
     sticky = sticky_ok and bool(mode & stat.S_ISVTX)
     owner_ok = info.st_uid in (uid, 0)
     if not owner_ok or (mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky):
         who = f"belongs to uid {info.st_uid}" if not owner_ok else "is writable by others"
+        where = path if real == path else f"{path} (resolves to {real})"
         raise InvalidArgError(
-            f"the {what} {path} {who} (owner uid {info.st_uid}, mode {mode:04o}), so another"
+            f"the {what} {where} {who} (owner uid {info.st_uid}, mode {mode:04o}), so another"
             f" user could replace virtjobd's files or socket in it; give a fresh directory"
             f" (virtjobd creates it with mode 0700), or run: chown {uid} {path} &&"
             f" chmod 700 {path}"
         )
+    if walk.problems:  # the directory itself is fine: something on the way is not
+        raise InvalidArgError(walk.problems[0])
+    return real
+
+
+def make_private_dir(path: str, what: str) -> str:
+    """Create directory `path` (mode 0700, parents too) unless it exists; return its real path.
+
+    The deepest existing ancestor is checked first as `resolve_private_dir` checks a parent
+    (so nothing is created under a directory another user controls), the missing part is
+    created beneath its real path, then the whole is checked. Raises `InvalidArgError` for an
+    unsafe component or a directory that cannot be created.
+    """
+    path = os.path.abspath(path)
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if existing != path:
+        walk = _Walk(path, what)
+        base = walk.resolve(existing)
+        if walk.problems:
+            raise InvalidArgError(walk.problems[0])
+        try:
+            os.makedirs(os.path.join(base, os.path.relpath(path, existing)), mode=0o700)
+        except FileExistsError:
+            pass  # made meanwhile: checked below like any existing directory
+        except OSError as exc:
+            raise InvalidArgError(
+                f"cannot create the {what} {path}: {exc.strerror}; create it (mode 0700) or"
+                f" give another one"
+            ) from exc
+    return resolve_private_dir(path, what)
 
 
 def load_token(path: str) -> str:
@@ -181,7 +312,7 @@ def load_token(path: str) -> str:
         with open(path, encoding="utf-8") as handle:
             token = handle.read().strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgError(f"cannot read the token file {path}: {exc}") from None
+        raise InvalidArgError(f"cannot read the token file {path}: {exc}") from exc
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise InvalidArgError(
             f"the token file {path} is accessible to other users (mode"

@@ -18,7 +18,7 @@ from virtjob.errors import InvalidArgError, OperationInvalidError
 
 from .hosts import Hosts
 from .recorder import Recorder
-from .security import PathPolicy, check_private_dir
+from .security import PathPolicy, make_private_dir, resolve_private_dir
 from .store import Store
 
 log = logging.getLogger("virtjob.daemon")
@@ -26,6 +26,8 @@ log = logging.getLogger("virtjob.daemon")
 DB_NAME = "virtjobd.sqlite3"
 FILES_DIR = "files"
 LOCK_NAME = "virtjobd.lock"
+STATE_ENV = "VIRTJOB_STATE_DIR"
+"""Where hosted drivers (the QEMU driver) keep their files: set to the state directory."""
 
 
 @dataclass
@@ -73,25 +75,26 @@ class Service:
     def open(cls, settings: Settings) -> Service:
         """Open the state directory and recover from the previous run.
 
-        With no ``--allow-dir``, clients may use ``STATE_DIR/files`` only (created 0700); the
-        state directory (and the unix socket) are never valid targets. Raises
-        `InvalidArgError` for a state directory another user could change or a bad allowed
-        directory, `OperationInvalidError` when another virtjobd uses the state directory,
+        The state directory (created 0700 if missing) and the unix socket's directory are
+        resolved once (`resolve_private_dir`): `settings.state_dir` and `settings.socket_path`
+        are replaced by the real paths, used from then on for the lock, the database, the
+        excluded paths and the socket; ``$VIRTJOB_STATE_DIR`` is set to the real state
+        directory for hosted drivers unless it names another one. With no ``--allow-dir``,
+        clients may use ``STATE_DIR/files`` only (created 0700); the state directory (and
+        the unix socket) are never valid targets. Raises `InvalidArgError` for a state or
+        socket directory another user could change or redirect, or a bad allowed directory;
+        `OperationInvalidError` when another virtjobd uses the state directory;
         `InternalError` if the database cannot be opened.
         """
-        state_dir = settings.state_dir
-        if not os.path.isdir(state_dir):
-            try:
-                os.makedirs(state_dir, mode=0o700, exist_ok=True)
-            except OSError as exc:
-                raise InvalidArgError(
-                    f"cannot create the state directory {state_dir}: {exc.strerror}; create"
-                    f" it (mode 0700) or give another --state-dir"
-                ) from exc
-        check_private_dir(state_dir, "state directory")
-        socket_dir = os.path.dirname(settings.socket_path or "") or None
-        if socket_dir is not None and os.path.isdir(socket_dir):  # else listening says so
-            check_private_dir(socket_dir, "socket directory", sticky_ok=True)
+        state_dir = make_private_dir(settings.state_dir, "state directory")
+        given, settings.state_dir = settings.state_dir, state_dir
+        if os.environ.get(STATE_ENV) in (None, given):  # hosted drivers keep files there
+            os.environ[STATE_ENV] = state_dir
+        if settings.socket_path is not None:
+            socket_dir, name = os.path.split(settings.socket_path)
+            if os.path.isdir(socket_dir):  # else listening says so
+                real = resolve_private_dir(socket_dir, "socket directory", sticky_ok=True)
+                settings.socket_path = os.path.join(real, name)
         locks = _lock_state_dir(state_dir)
         try:
             files = os.path.join(state_dir, FILES_DIR)
