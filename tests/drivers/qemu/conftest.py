@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 import virtjob
-from tests.drivers.qemu.helpers import ACCEL_ENV, QemuEnv, partials
+from tests.drivers.qemu.helpers import (
+    ACCEL_ENV,
+    BIG_MEMORY_MIB,
+    BIG_PATTERN_MIB,
+    Guest,
+    QemuEnv,
+    partials,
+)
 from virtjob.drivers.qemu.command import kvm_usable
 
 QEMU = shutil.which("qemu-system-x86_64")
@@ -91,6 +98,12 @@ def env(state_dir: Path, tmp_path: Path, accel: str) -> Iterator[QemuEnv]:
     assert qemu.qemu_pids() == [], "a QEMU process of this test outlived it"
     assert partials(tmp_path) == [], "a partial file was left behind"
     shutil.rmtree(files)  # saves and dumps are big; the state directory (logs) stays
+
+
+@pytest.fixture
+def big(env: QemuEnv) -> Guest:
+    """A running 256 MiB guest whose RAM is mostly random bytes (`BIG_PATTERN_MIB` MiB)."""
+    return env.create("big", memory_mib=BIG_MEMORY_MIB, pattern_mib=BIG_PATTERN_MIB)
 
 
 @pytest.fixture

@@ -36,6 +36,19 @@ many MiB from the top, or the firmware changes it while the guest runs."""
 ACCEL_ENV = "VIRTJOB_TEST_ACCEL"
 POLL = 0.05
 """Seconds between polls of a domain's state (see `wait_until`)."""
+BIG_MEMORY_MIB = 256
+BIG_PATTERN_MIB = 160
+"""Random bytes in the `big` guest: a save or dump stream of ~180 MiB, long enough (hundreds of
+milliseconds even on a fast host) to act on it part-way."""
+DEADLINE = 1.0
+"""Seconds a cancel or destroy has to bring the job to its end (DESIGN.md, job.cancel)."""
+
+Starter = Callable[[Domain, str], Job]
+STARTERS: dict[str, Starter] = {
+    "save": lambda dom, path: dom.save_job(path),
+    "dump": lambda dom, path: dom.dump_core_job(path),
+}
+"""The jobs that stream a running guest's memory out, by name."""
 
 _PT_LOAD = 1
 _ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
@@ -325,3 +338,19 @@ def assert_byte_progress(infos: list[JobInfo], at_least: int) -> None:
     assert all(0 <= p <= total for p in processed)
     percents = [i.percent or 0.0 for i in running]
     assert percents == sorted(percents)
+
+
+def first_progress(job: Job) -> JobInfo:
+    """Watch `job` until it reports moved bytes; that info (it must be part-way, running)."""
+    for info in job.watch(interval=0):
+        if info.processed and info.total:
+            assert info.state is JobState.RUNNING
+            assert info.processed < info.total, f"the job was over before we could act: {info}"
+            return info
+    raise AssertionError(f"{job} ended without reporting progress: {job.info()}")
+
+
+def assert_no_file(target: Path) -> None:
+    """Nothing at `target`, and no hidden partial file beside it."""
+    assert not target.exists()
+    assert partials(target.parent) == []

@@ -13,44 +13,23 @@ import pytest
 
 import virtjob
 from tests.drivers.qemu.helpers import (
+    BIG_MEMORY_MIB,
+    BIG_PATTERN_MIB,
+    DEADLINE,
+    STARTERS,
     Guest,
     QemuEnv,
     assert_midway,
+    assert_no_file,
     assert_same_memory,
-    partials,
+    first_progress,
     state_or_gone,
     stopped,
     streaming_restore,
 )
-from virtjob import Domain, DomainState, Job, JobInfo, JobState
+from virtjob import DomainState, JobState
 
-BIG_MEMORY_MIB = 256
-BIG_PATTERN_MIB = 160
-"""Random bytes in the guest: a save or dump stream of ~180 MiB, long enough (hundreds of
-milliseconds even on a fast host) to act on it part-way."""
-CANCEL_DEADLINE = 1.0
-
-
-@pytest.fixture
-def big(env: QemuEnv) -> Guest:
-    """A running 256 MiB guest whose RAM is mostly random bytes."""
-    return env.create("big", memory_mib=BIG_MEMORY_MIB, pattern_mib=BIG_PATTERN_MIB)
-
-
-def first_progress(job: Job) -> JobInfo:
-    """Watch `job` until it reports moved bytes; that info (it must be part-way)."""
-    for info in job.watch(interval=0):
-        if info.processed and info.total:
-            assert info.state is JobState.RUNNING
-            assert info.processed < info.total, f"the job was over before we could act: {info}"
-            return info
-    raise AssertionError(f"{job} ended without reporting progress: {job.info()}")
-
-
-def assert_untouched_target(target: Path) -> None:
-    """Nothing at `target`, and no hidden partial file beside it."""
-    assert not target.exists()
-    assert partials(target.parent) == []
+CANCEL_DEADLINE = DEADLINE
 
 
 def assert_runs_as_before(env: QemuEnv, guest: Guest, pid: int) -> None:
@@ -58,13 +37,6 @@ def assert_runs_as_before(env: QemuEnv, guest: Guest, pid: int) -> None:
     assert guest.dom.state() is DomainState.RUNNING
     assert env.pid(guest.dom) == pid
     assert_same_memory(env.memory_at(guest.dom, len(guest.pattern)), guest.pattern)
-
-
-Starter = Callable[[Domain, str], Job]
-STARTERS: dict[str, Starter] = {
-    "save": lambda dom, path: dom.save_job(path),
-    "dump": lambda dom, path: dom.dump_core_job(path),
-}
 
 
 @pytest.mark.parametrize("operation", sorted(STARTERS))
@@ -87,7 +59,7 @@ def test_cancel_midway_leaves_the_guest_running_as_before(
     with pytest.raises(virtjob.JobCancelledError, match=job.id):
         job.result()
     job.destroy()
-    assert_untouched_target(target)
+    assert_no_file(target)
     assert_runs_as_before(env, big, pid)
     # ...and the next job on it works, to the end.
     STARTERS[operation](big.dom, str(target)).result(timeout=60)
@@ -103,7 +75,7 @@ def test_cancel_midway_on_a_paused_guest_leaves_it_paused(env: QemuEnv, big: Gue
     job.cancel()
     assert job.wait(timeout=10).state is JobState.CANCELLED
     assert big.dom.state() is DomainState.PAUSED
-    assert_untouched_target(target)
+    assert_no_file(target)
     big.dom.resume()
     assert_same_memory(env.memory_at(big.dom, len(big.pattern)), big.pattern)
 
@@ -132,7 +104,7 @@ def test_qemu_killed_midway_through_a_save_fails_the_job(env: QemuEnv) -> None:
     assert took < 5, f"noticing the dead QEMU took {took:.2f} s"
     with pytest.raises(virtjob.OperationFailedError):
         job.result()
-    assert_untouched_target(target)
+    assert_no_file(target)
     assert dom.state() in (DomainState.SHUTOFF, DomainState.CRASHED)
     assert dom.is_persistent()
     assert env.qemu_pids() == []
@@ -155,7 +127,7 @@ def test_full_disk_fails_cleanly(env: QemuEnv, small_disk: Path, operation: str)
     assert "No space left on device" in error.message
     assert str(target) in error.message
     job.destroy()
-    assert_untouched_target(target)
+    assert_no_file(target)
     assert list(small_disk.iterdir()) == []
     stats = os.statvfs(small_disk)
     assert stats.f_bfree == stats.f_blocks, "the partial file's space was not given back"

@@ -7,57 +7,35 @@ paused, not crashed; once QEMU runs again the guest is intact.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import virtjob
 from tests.drivers.qemu.helpers import (
+    BIG_MEMORY_MIB,
+    BIG_PATTERN_MIB,
+    DEADLINE,
+    STARTERS,
     Guest,
     QemuEnv,
     assert_midway,
+    assert_no_file,
     assert_same_memory,
-    partials,
+    first_progress,
     state_or_gone,
     stopped,
     streaming_restore,
     wait_until,
 )
-from virtjob import Domain, DomainState, Job, JobInfo, JobState
-
-BIG_MEMORY_MIB = 256
-BIG_PATTERN_MIB = 160
-DEADLINE = 1.0
-"""Seconds a cancel or destroy has to bring the job to its end (DESIGN.md, job.cancel)."""
-
-Starter = Callable[[Domain, str], Job]
-STARTERS: dict[str, Starter] = {
-    "save": lambda dom, path: dom.save_job(path),
-    "dump": lambda dom, path: dom.dump_core_job(path),
-}
-
-
-@pytest.fixture
-def big(env: QemuEnv) -> Guest:
-    """A running 256 MiB guest whose RAM is mostly random bytes."""
-    return env.create("big", memory_mib=BIG_MEMORY_MIB, pattern_mib=BIG_PATTERN_MIB)
-
-
-def first_progress(job: Job) -> JobInfo:
-    """Watch `job` until it reports moved bytes; that info (it must be part-way)."""
-    for info in job.watch(interval=0):
-        if info.processed and info.total:
-            assert info.processed < info.total, f"the job was over before we could act: {info}"
-            return info
-    raise AssertionError(f"{job} ended without reporting progress: {job.info()}")
-
-
-def assert_no_file(target: Path) -> None:
-    """Nothing at `target`, and no hidden partial file beside it."""
-    assert not target.exists()
-    assert partials(target.parent) == []
+from virtjob import DomainState, JobState
+from virtjob.drivers.qemu.process import QemuProcess
+from virtjob.drivers.qemu.workers import Undo
 
 
 @pytest.mark.parametrize("operation", sorted(STARTERS))
@@ -184,3 +162,74 @@ def test_cancel_of_a_restore_with_a_stopped_qemu_kills_it_within_a_second(
     assert env.qemu_pids() == []
     assert env.conn.list_domains() == []
     assert target.exists()
+
+
+@contextlib.contextmanager
+def stop_before(command: str) -> Iterator[list[int]]:
+    """SIGSTOP QEMU right before the undo of a cancelled save or dump sends it `command`
+    (the first time), after the undo's own check that QEMU runs: the command then meets a
+    QEMU that stopped under it. Yields the pids stopped; they are let go on the way out."""
+    stopped_pids: list[int] = []
+
+    def hook(process: QemuProcess, sent: str) -> None:
+        if sent == command and not stopped_pids:
+            os.kill(process.pid, signal.SIGSTOP)
+            stopped_pids.append(process.pid)
+            wait_until(process.stopped, f"QEMU {process.pid} stopping", 5)
+
+    Undo.before_command = hook
+    try:
+        yield stopped_pids
+    finally:
+        Undo.before_command = None
+        for pid in stopped_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+UNDO_COMMANDS = {
+    "save": ["migrate_cancel", "query-migrate", "query-status", "cont"],
+    "dump": ["query-dump", "query-status"],
+}
+
+
+@pytest.mark.parametrize(
+    ("operation", "command"),
+    [(operation, command) for operation, commands in UNDO_COMMANDS.items() for command in commands],
+)
+def test_qemu_stopping_during_any_undo_step_keeps_cancel_within_a_second(
+    env: QemuEnv, big: Guest, operation: str, command: str
+) -> None:
+    """QEMU answers the first undoing commands, then stops (SIGSTOP) under a later one: every
+    command of the undo is bounded, and all of them together, so the cancel still ends the
+    job within a second, FAILED saying QEMU does not answer; no file remains; once QEMU runs
+    again the guest is intact."""
+    pid = env.pid(big.dom)
+    target = Path(env.path(f"big.{operation}"))
+    job = STARTERS[operation](big.dom, str(target))
+    first_progress(job)
+    with stop_before(command) as stopped_pids:
+        asked = time.monotonic()
+        job.cancel()
+        info = job.wait(timeout=DEADLINE + 5)
+        took = time.monotonic() - asked
+        assert stopped_pids == [pid], f"the undo never sent {command!r}: {job.error()}"
+        assert took < DEADLINE, f"the cancel took {took:.2f} s"
+        assert info.state is JobState.FAILED
+        error = job.error()
+        assert isinstance(error, virtjob.OperationFailedError)
+        assert f"the {operation} of domain 'big' was cancelled" in error.message
+        assert "did not answer in time" in error.message
+        assert_no_file(target)
+    if operation == "save":
+        wait_until(
+            lambda: env.migration_status(big.dom) in ("failed", "cancelled"),
+            "QEMU giving up the broken-off save",
+        )
+        if command != "cont":  # else QEMU runs the cont it was sent once it runs again
+            assert big.dom.state() is DomainState.PAUSED, "the error says the guest is paused"
+            big.dom.resume()
+    wait_until(lambda: big.dom.state() is DomainState.RUNNING, "the guest running again")
+    assert env.pid(big.dom) == pid
+    assert_same_memory(env.memory_at(big.dom, len(big.pattern)), big.pattern)
+    assert_no_file(target)

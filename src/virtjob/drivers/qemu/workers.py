@@ -8,9 +8,10 @@ failed save or dump the guest runs on exactly as before and no partial file rema
 cancelled or failed restore, create or start, no QEMU process is left.
 
 A cancel also cuts short the QMP call the worker is waiting on (`Abort`), so a QEMU that does
-not answer (stopped, hung) cannot hold a cancel up: undoing a save or dump then gives QEMU
-`UNDO_TIMEOUT` seconds to answer, and if it does not the job fails at once saying so (the guest
-stays paused, no partial file remains). When one side of a stream fails because the other did
+not answer (stopped, hung) cannot hold a cancel up: undoing a save or dump (`Undo`) gives each
+QMP command at most `UNDO_TIMEOUT` seconds and all of them together `UNDO_DEADLINE`, and if QEMU
+does not answer or finish in time the job fails at once saying so (the guest may stay paused,
+no partial file remains). When one side of a stream fails because the other did
 (QEMU sees EPIPE after our write failed, our feeder sees EPIPE after QEMU died), the job reports
 the root cause.
 """
@@ -43,11 +44,15 @@ POLL = 0.05
 MAX_BANDWIDTH = 1 << 40
 """Bytes/s: lifts QEMU's 128 MiB/s default migration cap for saves to a file."""
 SETTLE_TIMEOUT = 10.0
+"""Seconds a finished save or dump may take to close its stream."""
 FINISH_POLL = 0.005
 """Seconds between polls once QEMU has been sent everything and only has to finish."""
 UNDO_TIMEOUT = 0.5
-"""Seconds QEMU has to answer the first command that undoes a cancelled or failed save or dump
-before it is declared unresponsive (keeps a cancel within the engine's one second)."""
+"""Seconds QEMU has to answer each command that undoes a cancelled or failed save or dump
+before it is declared unresponsive."""
+UNDO_DEADLINE = 0.85
+"""Seconds the whole undoing of a save or dump may take (every command, every wait for QEMU to
+settle): keeps a cancel within the engine's one second."""
 
 Worker = Callable[[JobContext], object]
 
@@ -125,9 +130,9 @@ def _execute(
         raise _Cancelled from None
     except RefusedError:
         raise
-    except OperationFailedError:
+    except OperationFailedError as exc:
         if process.ended.wait(1.0):
-            raise _gone(process, during) from None
+            raise _gone(process, during) from exc
         raise
 
 
@@ -139,30 +144,74 @@ def _unresponsive(process: QemuProcess, what: str, left: str = _SAVE_LEFT) -> Op
     state = "stopped (by a signal)" if process.stopped() else "not answering"
     return OperationFailedError(
         f"{what}; QEMU for domain {process.domain!r} (pid {process.pid}) is {state} and did not"
-        f" answer within {UNDO_TIMEOUT} s, so virtjob gave up on it: no partial file remains;"
-        f" {left}"
+        f" answer in time ({UNDO_TIMEOUT} s a command, {UNDO_DEADLINE} s in all), so virtjob"
+        f" gave up on it: no partial file remains; {left}"
     )
 
 
-def _settle(
-    process: QemuProcess, query: str, busy: set[str], timeout: float = SETTLE_TIMEOUT
-) -> None:
-    """Poll `query` until its status leaves `busy` (bounded by `timeout`, over if QEMU dies)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not process.exited.is_set():
-        with contextlib.suppress(OperationFailedError):
-            if str(process.monitor.execute(query).get("status")) not in busy:
-                return
-        time.sleep(POLL)  # QEMU announces no event we could wait on for this
+class _Hung(Exception):
+    """QEMU is alive but did not answer (or settle) within the undo's time: give up on it."""
 
 
-def _resume(process: QemuProcess, prior: str) -> None:
-    """Put the guest back to running if it was, once QEMU has finished unwinding."""
-    if process.exited.is_set() or prior != "running":
-        return
-    _settle(process, "query-status", {"save-vm", "finish-migrate"})
-    with contextlib.suppress(OperationFailedError):
-        process.monitor.execute("cont")
+class Undo:
+    """The undoing of one cancelled or failed save or dump, bounded as a whole.
+
+    Every QMP command gets at most `UNDO_TIMEOUT` seconds and all of them, with the waits for
+    QEMU to settle, `UNDO_DEADLINE` seconds from the start: `_Hung` when QEMU is alive but
+    does not make it. A QEMU that has gone needs no undoing: its commands answer None.
+    """
+
+    before_command: Callable[[QemuProcess, str], None] | None = None
+    """For tests: called right before each undoing command is sent (e.g. to stop QEMU)."""
+
+    def __init__(self, process: QemuProcess) -> None:
+        self.process = process
+        self.deadline = time.monotonic() + UNDO_DEADLINE
+
+    def execute(self, command: str) -> dict[str, Any] | None:
+        """QEMU's answer to `command`; None if QEMU refused it or has gone. Raises `_Hung`."""
+        process = self.process
+        if process.exited.is_set():
+            return None
+        if process.stopped():
+            raise _Hung
+        timeout = min(UNDO_TIMEOUT, self.deadline - time.monotonic())
+        if timeout <= 0:
+            raise _Hung
+        hook = Undo.before_command
+        if hook is not None:
+            hook(process, command)
+        try:
+            answer = process.monitor.execute(command, timeout=timeout)
+        except NoAnswerError:
+            if process.ended.is_set():
+                return None
+            raise _Hung from None
+        except OperationFailedError:
+            return None  # refused (nothing to undo) or QEMU gone: either way it is not hanging
+        return answer if isinstance(answer, dict) else {}
+
+    def settle(self, query: str, busy: set[str]) -> str | None:
+        """Poll `query` until its status leaves `busy`; that status (None if QEMU has gone).
+
+        Raises `_Hung` when the undo's deadline comes first.
+        """
+        while True:
+            answer = self.execute(query)
+            if self.process.exited.is_set():
+                return None
+            if answer is not None and str(answer.get("status")) not in busy:
+                return str(answer.get("status"))
+            if self.deadline - time.monotonic() <= POLL:
+                raise _Hung
+            time.sleep(POLL)  # QEMU announces no event we could wait on for this
+
+    def resume(self, prior: str) -> None:
+        """Put the guest back to running if it was, once QEMU has finished unwinding."""
+        if self.process.exited.is_set() or prior != "running":
+            return
+        self.settle("query-status", {"save-vm", "finish-migrate"})
+        self.execute("cont")
 
 
 # -- create and start ----------------------------------------------------------------------
@@ -405,32 +454,23 @@ def _migration_error(process: QemuProcess) -> str:
     return str(info.get("error-desc") or f"migration {info.get('status', 'state unknown')}")
 
 
-def _answers(process: QemuProcess, command: str) -> bool:
-    """Send an undoing `command`; False if QEMU is alive but does not answer in time."""
-    if process.exited.is_set():
-        return True
-    if process.stopped():
-        return False
-    try:
-        process.monitor.execute(command, timeout=UNDO_TIMEOUT)
-    except NoAnswerError:
-        return process.ended.is_set()
-    except OperationFailedError:
-        return True  # refused (nothing to undo) or QEMU gone: either way it is not hanging
-    return True
-
-
 def _abandon_migration(process: QemuProcess, pump: PipeToSink, prior: str) -> bool:
-    """Cancel the migration, stop the pump and put the guest back as it was.
+    """Cancel the migration, stop the pump and put the guest back as it was (`Undo`).
 
-    Returns False, the guest left paused, when QEMU is alive but does not answer.
+    Returns False, the guest left paused, when QEMU is alive but does not answer in time.
     """
-    answered = _answers(process, "migrate_cancel")
-    pump.stop()
-    if not answered:
+    undo = Undo(process)
+    try:
+        undo.execute("migrate_cancel")
+    except _Hung:
         return False
-    _settle(process, "query-migrate", {"active", "setup", "cancelling", "device"})
-    _resume(process, prior)
+    finally:
+        pump.stop()
+    try:
+        undo.settle("query-migrate", {"active", "setup", "cancelling", "device"})
+        undo.resume(prior)
+    except _Hung:
+        return False
     return True
 
 
@@ -454,7 +494,7 @@ def saved_domain(reader: SaveFileReader) -> DomainConfig:
     except XMLError as exc:
         raise InvalidArgError(
             f"save file {reader.path} carries domain XML virtjob cannot use: {exc}"
-        ) from None
+        ) from exc
 
 
 def restorable(host: QemuHost, config: DomainConfig) -> QemuDomain | None:
@@ -646,16 +686,11 @@ def _abandon_dump(process: QemuProcess, pump: PipeToSink, prior: str) -> bool:
     Returns False when QEMU is alive but does not answer.
     """
     pump.stop()
-    if process.exited.is_set():
-        return True
-    if not _answers(process, "query-dump"):
+    undo = Undo(process)
+    try:
+        undo.settle("query-dump", {"active"})
+        # QEMU resumes the guest on its own once the dump has unwound: wait until it has.
+        undo.settle("query-status", {"finish-migrate", "save-vm", "paused"} - {prior})
+    except _Hung:
         return False
-    _settle(process, "query-dump", {"active"})
-    wanted = {"running"} if prior == "running" else {prior}
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while time.monotonic() < deadline and not process.exited.is_set():
-        with contextlib.suppress(OperationFailedError):
-            if str(process.monitor.execute("query-status").get("status")) in wanted:
-                return True
-        time.sleep(POLL)  # QEMU resumes the guest on its own once the dump has unwound
     return True
