@@ -77,5 +77,5 @@ def connect(uri: ConnectURI) -> QemuDriver:
     except OSError as exc:
         raise InvalidArgError(
             f"cannot use state directory {directory}: {exc.strerror}; set ${STATE_ENV}"
-        ) from None
+        ) from exc
     return QemuDriver(get_host(directory, accel, str(uri)), str(uri), shutdown_timeout)

@@ -124,7 +124,7 @@ class QemuHost:
             except (OSError, XMLError) as exc:
                 raise OperationFailedError(
                     f"cannot load the domain definition {path}: {exc}; fix or remove the file"
-                ) from None
+                ) from exc
             self.domains[config.uuid] = QemuDomain(config, persistent=True)
 
     # -- definitions (callers hold `lock`) --------------------------------------------------

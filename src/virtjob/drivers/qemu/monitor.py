@@ -136,7 +136,7 @@ class Monitor:
         except (QMPError, OSError, TimeoutError) as exc:
             raise OperationFailedError(
                 f"QEMU for domain {self._domain!r} did not answer on its monitor: {exc}"
-            ) from None
+            ) from exc
 
     def execute(
         self,
@@ -154,7 +154,7 @@ class Monitor:
         except ExecuteError as exc:
             raise RefusedError(
                 f"QEMU refused {command!r} for domain {self._domain!r}: {exc.error.error.desc}"
-            ) from None
+            ) from exc
         except TimeoutError:
             raise NoAnswerError(
                 f"QEMU for domain {self._domain!r} did not answer {command!r} within {timeout} s"
@@ -163,7 +163,7 @@ class Monitor:
             raise OperationFailedError(
                 f"lost the monitor of domain {self._domain!r} during {command!r}"
                 f" (QEMU may have exited): {exc or type(exc).__name__}"
-            ) from None
+            ) from exc
 
     def send_fd(self, fd: int, name: str, abort: Abort | None = None) -> None:
         """Hand QEMU a file descriptor it will know as `name` (QMP ``getfd``).
@@ -181,7 +181,7 @@ class Monitor:
             except (QMPError, OSError, EOFError, TimeoutError) as exc:
                 raise OperationFailedError(
                     f"could not pass a file to QEMU for domain {self._domain!r}: {exc}"
-                ) from None
+                ) from exc
 
     def close(self) -> None:
         """Disconnect; harmless when QEMU has already gone."""

@@ -136,7 +136,7 @@ class QemuProcess:
                 except OSError as exc:
                     raise OperationFailedError(
                         f"cannot start QEMU for domain {domain!r}: {exc.strerror}"
-                    ) from None
+                    ) from exc
         finally:
             theirs.close()
         monitor = Monitor(loop, domain)
@@ -144,11 +144,11 @@ class QemuProcess:
         process.log_offset = log_offset
         try:
             monitor.connect(ours, CONNECT_TIMEOUT)
-        except OperationFailedError:
+        except OperationFailedError as exc:
             process.kill()
             raise OperationFailedError(
                 f"QEMU for domain {domain!r} failed to start: {process.log_tail()}"
-            ) from None
+            ) from exc
         return process
 
     def _watch(self) -> None:
