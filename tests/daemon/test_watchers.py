@@ -7,7 +7,10 @@ job ran on, unrecorded.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,9 @@ from tests.daemon.conftest import SAFETY, SLOW_RATE, DaemonProcess, new_host, ru
 from virtjob import JobState
 from virtjob.daemon.recorder import WATCHERS, Recorder
 from virtjob.daemon.store import Store
+from virtjob.drivers.remote import wire
 from virtjob.errors import OperationFailedError
-from virtjob.jobs import Job, JobContext, JobKind, LocalJobDriver
+from virtjob.jobs import Job, JobContext, JobInfo, JobKind, LocalJobDriver
 from virtjob.jobs.local import hold_new_jobs
 
 QUEUED = 500
@@ -148,3 +152,158 @@ def test_one_recorder_follows_many_jobs_with_its_fixed_threads(tmp_path: Path) -
         recorder.close()
         store.close()
     assert _watchers() == watchers
+
+
+class _GatedStore(Store):
+    """A real store whose progress write for one job (`gate`) waits until `release` is set,
+    so the test can let changes of other jobs pile up on the watcher's feed meanwhile."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.gate = ""
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.written: dict[str, threading.Event] = {}
+
+    def update_progress(self, job_id: str, info: JobInfo, started: float | None) -> None:
+        if job_id == self.gate:
+            self.entered.set()
+            self.release.wait(SAFETY)
+        super().update_progress(job_id, info, started)
+        self.written.setdefault(job_id, threading.Event()).set()
+
+    def wrote(self, job_id: str) -> threading.Event:
+        """Set once a progress snapshot of `job_id` has been written."""
+        return self.written.setdefault(job_id, threading.Event())
+
+
+def _fail_updates_of(path: str, subject: str) -> None:
+    """Make SQLite itself refuse every update of the rows of jobs on `subject` (a trigger)."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute(
+            f"CREATE TRIGGER refuse_{subject} BEFORE UPDATE ON jobs"
+            f" WHEN OLD.subject = '{subject}' BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_store_error_on_one_job_does_not_cost_the_others_their_update(tmp_path: Path) -> None:
+    """The watcher used to wrap a whole batch of changed jobs in one try: a store error on one
+    dropped the updates of the jobs after it, whose streams then stayed stale."""
+    path = str(tmp_path / "jobs.sqlite3")
+    store = _GatedStore(path)
+    _fail_updates_of(path, "bad")
+    recorder = Recorder(store, 1000, watchers=1)
+    engine = LocalJobDriver(max_jobs=3)
+    release = threading.Event()
+    started = {name: threading.Event() for name in ("gate", "bad", "good")}
+
+    def worker(ctx: JobContext) -> None:
+        started[ctx.subject].set()
+        release.wait(SAFETY)
+
+    try:
+        gate = engine.start_job(JobKind.DOMAIN_SAVE, "gate", worker)
+        store.gate = gate.id
+        recorder.track(gate, "test:///x", None)
+        assert store.entered.wait(SAFETY), "the watcher writes the gate job's start"
+        jobs = {}
+        for name in ("bad", "good"):  # both change while the watcher is held up: one batch
+            jobs[name] = engine.start_job(JobKind.DOMAIN_SAVE, name, worker)
+            recorder.track(jobs[name], "test:///x", None)
+            assert started[name].wait(SAFETY)
+        store.release.set()
+        assert store.wrote(jobs["good"].id).wait(SAFETY), "good's start is stored"
+        row = store.get_job(jobs["good"].id)
+        assert row is not None
+        assert row.state == "running"
+        tracked = recorder.get(jobs["good"].id)
+        assert tracked is not None
+        assert tracked.channel.info.state is JobState.RUNNING
+        bad = store.get_job(jobs["bad"].id)
+        assert bad is not None
+        assert bad.state == "queued", "the store refused it"
+    finally:
+        store.release.set()
+        release.set()
+        engine.close(timeout=SAFETY)
+        recorder.close()
+        store.close()
+
+
+def _blocked_job(
+    engine: LocalJobDriver, recorder: Recorder, subject: str
+) -> tuple[Job, threading.Event, threading.Event]:
+    """A tracked job that ends at once and whose done callback after the recorder's blocks
+    until the second event returned is set; the first is set while it blocks."""
+    go = threading.Event()
+    blocked, unblock = threading.Event(), threading.Event()
+    job = engine.start_job(JobKind.DOMAIN_SAVE, subject, lambda ctx: go.wait(SAFETY))
+    recorder.track(job, "test:///x", None)
+
+    def block(_job: Job) -> None:
+        blocked.set()
+        unblock.wait(4 * SAFETY)  # outlasts any bound the test waits with: the test sets it
+
+    job.add_done_callback(block)
+    go.set()
+    assert blocked.wait(SAFETY)
+    return job, blocked, unblock
+
+
+def test_a_job_that_ends_never_waits_for_the_callbacks_of_one_it_prunes(tmp_path: Path) -> None:
+    """Pruning used to destroy the pruned job from the done callback of the job that ended,
+    which waits for the pruned job's own done callbacks: two jobs ending together could each
+    wait for the other."""
+    store = Store(str(tmp_path / "jobs.sqlite3"))
+    recorder = Recorder(store, 1, unseen_hold=0.0)
+    engine = LocalJobDriver(max_jobs=2)
+    unblock = threading.Event()
+    try:
+        old, _, unblock = _blocked_job(engine, recorder, "old")  # ended; its callback blocks
+        go, done = threading.Event(), threading.Event()
+        new = engine.start_job(JobKind.DOMAIN_SAVE, "new", lambda ctx: go.wait(SAFETY))
+        recorder.track(new, "test:///x", None)
+        new.add_done_callback(lambda _job: done.set())  # runs after the recorder's
+        go.set()  # its end prunes the old job (the limit is 1)
+        assert done.wait(SAFETY), "the new job's callbacks ran while the old one's block"
+        assert [row.id for row in store.list_jobs()] == [new.id]
+        assert recorder.get(old.id) is None
+    finally:
+        unblock.set()
+        engine.close(timeout=SAFETY)
+        recorder.close()
+        store.close()
+
+
+def test_a_long_poll_that_lets_a_job_go_does_not_wait_for_its_callbacks(tmp_path: Path) -> None:
+    """The end of a long poll (on the event loop) used to prune and destroy the job it let go
+    right there, waiting for that job's done callbacks: a blocked event loop."""
+    store = Store(str(tmp_path / "jobs.sqlite3"))
+    recorder = Recorder(store, 0)  # kept only while someone may wait for it
+    engine = LocalJobDriver(max_jobs=1)
+    unblock = threading.Event()
+    try:
+        job, _, unblock = _blocked_job(engine, recorder, "d")
+        assert [row.id for row in store.list_jobs()] == [job.id], "held: nobody has seen it"
+        answer: Future[wire.Json] = Future()
+
+        def poll() -> None:
+            try:
+                answer.set_result(asyncio.run(recorder.wait(job.id, SAFETY)))
+            except BaseException as exc:
+                answer.set_exception(exc)
+
+        threading.Thread(target=poll, daemon=True).start()
+        payload = answer.result(SAFETY)  # the long poll returned while the callback blocks
+        assert payload["info"]["state"] == "succeeded"
+        assert store.list_jobs() == [], "seen: the limit let it go"
+        assert recorder.get(job.id) is None
+    finally:
+        unblock.set()
+        engine.close(timeout=SAFETY)
+        recorder.close()
+        store.close()

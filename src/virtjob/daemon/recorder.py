@@ -12,13 +12,18 @@ For each job a host accepts, the daemon calls `Recorder.track` at once, inside
   watcher (1) hands the new info to the job's `Channel` on the event loop, for long-polls and
   event streams, and (2) writes a progress snapshot to the store on a state change at once,
   otherwise at most once per `SNAPSHOT_EVERY` seconds (the last one is never left unwritten).
+  A store error on one job is logged and the watcher goes on with the others.
 
 **Retention.** A finished job is *held*, never pruned, while someone waits for it: a long
 poll (`wait`) or an event stream (`following`) is open on it, or nobody has yet been handed
 its end by a long poll (so a client that started it and then waits, even after a storm of
 other jobs, finds it) — that last hold lapses `UNSEEN_HOLD` seconds after the end, so jobs
 nobody ever asks about do not pile up. ``--retain-jobs N`` keeps the N most recently ended
-of the other finished jobs.
+of the other finished jobs. The limit is applied where a job ends or a hold is let go: the
+rows go at once (no listing shows a job past the limit) and the job leaves the daemon's view;
+releasing its engine record (`Job.destroy`, which waits for the job's done callbacks) is
+handed to the first watcher thread, so a done callback or the event loop never waits for
+another job's callbacks.
 
 Jobs of a previous daemon process exist only as stored rows: `payload` and `list_payloads`
 serve both kinds the same way. `recover` runs at start-up, before any request: jobs left
@@ -38,12 +43,18 @@ from collections.abc import AsyncIterator, Iterable
 
 from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.drivers.remote import wire
-from virtjob.errors import JobTimeoutError, NoJobError, OperationFailedError, VirtError
+from virtjob.errors import (
+    InternalError,
+    JobTimeoutError,
+    NoJobError,
+    OperationFailedError,
+    VirtError,
+)
 from virtjob.files import remove_stale_partials
-from virtjob.jobs import Job, JobInfo, JobOutcome, JobState
+from virtjob.jobs import Job, JobInfo, JobOutcome, JobState, LocalJobDriver
 from virtjob.jobs.feed import ChangeFeed
 
-from .store import JobRow, Store
+from .store import JobEnd, JobRow, Store
 
 log = logging.getLogger("virtjob.daemon")
 
@@ -253,8 +264,8 @@ class Recorder:
         self._unseen_hold = unseen_hold
         self._lock = threading.Lock()
         self._live: dict[str, Tracked] = {}
-        self._polled: dict[str, Tracked] = {}
-        """Live jobs whose job driver cannot be followed (no ``job_follow``): read each tick."""
+        self._doomed: list[Job] = []
+        """Pruned jobs whose engine records the first watcher thread is to release."""
         self._held: set[str] = set()
         """Ids of finished live jobs that someone may still wait for (never pruned)."""
         self._finals = store.count_final()
@@ -304,7 +315,7 @@ class Recorder:
                 row.state,
             )
             if row.target:
-                remove_partials(row.target)
+                remove_stale_partials(row.target)
         with self._lock:
             self._finals = self._store.count_final()
         return rows
@@ -351,7 +362,6 @@ class Recorder:
         except VirtError as exc:
             with self._lock:
                 self._live.pop(job.id, None)
-                self._polled.pop(job.id, None)
             with contextlib.suppress(VirtError):
                 job.cancel()
             log.error(
@@ -368,17 +378,19 @@ class Recorder:
         return tracked
 
     def _follow(self, tracked: Tracked) -> None:
+        """Have one of the watcher threads follow the job; `InternalError` if it cannot be."""
         job = tracked.job
-        follow = getattr(job.driver, "job_follow", None)
-        if follow is None:  # a job driver that cannot be followed: read it on every tick
-            with self._lock:
-                self._polled[job.id] = tracked
-            return
-        follow(job.id, self._feeds[hash(job.id) % len(self._feeds)])
+        driver = job.driver
+        if not isinstance(driver, LocalJobDriver):  # every driver virtjobd hosts runs its jobs so
+            raise InternalError(
+                f"job {job.id} ({job.kind} of {job.subject!r}) runs on {driver!r}, which"
+                f" virtjobd cannot follow; it follows only jobs run in its own process"
+            )
+        driver.job_follow(job.id, self._feeds[hash(job.id) % len(self._feeds)])
 
     def _watch(self, feed: ChangeFeed, first: bool) -> None:
         """One watcher thread: follow the jobs that mark `feed` (the first one also does the
-        periodic chores: jobs that cannot be followed, and lapsed holds)."""
+        chores: lapsed holds, and releasing the engine records of pruned jobs)."""
         unsaved: dict[str, Tracked] = {}  # progress not stored yet (throttled)
         next_check = time.monotonic() + HOLD_CHECK
         while not feed.closed:
@@ -387,25 +399,30 @@ class Recorder:
                 due = min(t.stored_at for t in unsaved.values()) + SNAPSHOT_EVERY
                 timeout = min(timeout, max(0.0, due - time.monotonic()))
             changed = feed.take(timeout)
-            try:
-                for job_id in changed:
-                    tracked = self._live.get(job_id)
-                    if tracked is not None:
-                        self._observe(tracked, unsaved)
-                now = time.monotonic()
-                for tracked in list(unsaved.values()):
-                    if now - tracked.stored_at >= SNAPSHOT_EVERY:
-                        self._observe(tracked, unsaved)
-                if first:
-                    with self._lock:
-                        polled = list(self._polled.values())
-                    for tracked in polled:
-                        self._observe(tracked, unsaved)
-                    if now >= next_check:
-                        next_check = now + HOLD_CHECK
+            for job_id in changed:
+                tracked = self._live.get(job_id)
+                if tracked is not None:
+                    self._observe_safely(tracked, unsaved)
+            now = time.monotonic()
+            for tracked in list(unsaved.values()):
+                if now - tracked.stored_at >= SNAPSHOT_EVERY:
+                    self._observe_safely(tracked, unsaved)
+            if first:
+                if now >= next_check:
+                    next_check = now + HOLD_CHECK
+                    try:
                         self._lapse_holds()
-            except Exception:  # one bad job or store error must not stop following the rest
-                log.exception("a job watcher failed; it goes on")
+                    except Exception:  # a store error must not stop the watcher
+                        log.exception("letting lapsed holds go failed; tried again later")
+                self._release_doomed()
+
+    def _observe_safely(self, tracked: Tracked, unsaved: dict[str, Tracked]) -> None:
+        """`_observe`, logging (not raising) a failure: one job's store error must not cost
+        the others taken from the same feed their update."""
+        try:
+            self._observe(tracked, unsaved)
+        except Exception:
+            log.exception("following job %s failed; the watcher goes on", tracked.job.id)
 
     def _observe(self, tracked: Tracked, unsaved: dict[str, Tracked]) -> None:
         """Hand the job's latest info to its channel and store it (throttled)."""
@@ -419,8 +436,6 @@ class Recorder:
             tracked.started = max(tracked.created, time.time() - info.elapsed)
         if info.state.terminal:  # the done callback records the final state, then posts it
             unsaved.pop(job.id, None)
-            with self._lock:
-                self._polled.pop(job.id, None)
             return
         self._post(tracked.channel, info)
         now = time.monotonic()
@@ -428,17 +443,7 @@ class Recorder:
         if key != tracked.stored or now - tracked.stored_at >= SNAPSHOT_EVERY:
             tracked.stored, tracked.stored_at = key, now
             unsaved.pop(job.id, None)
-            self._store.update_progress(
-                job.id,
-                str(info.state),
-                tracked.started,
-                info.bounded,
-                info.elapsed,
-                info.percent,
-                info.processed,
-                info.total,
-                info.cancel_requested,
-            )
+            self._store.update_progress(job.id, info, tracked.started)
         else:
             unsaved[job.id] = tracked
 
@@ -484,18 +489,7 @@ class Recorder:
                 result = (ref["type"], ref["name"], ref["uuid"])
         try:
             self._store.finish_job(
-                job.id,
-                str(info.state),
-                tracked.ended,
-                tracked.started,
-                info.bounded,
-                info.elapsed,
-                info.percent,
-                info.processed,
-                info.total,
-                info.cancel_requested,
-                error,
-                result,
+                job.id, JobEnd(info, tracked.started, tracked.ended, error, result)
             )
             with self._lock:
                 self._finals += 1
@@ -543,12 +537,29 @@ class Recorder:
         self._forget(ids)
 
     def _forget(self, ids: Iterable[str]) -> None:
-        for job_id in ids:
-            with self._lock:
+        """Drop pruned jobs from the daemon's view now; have the first watcher thread release
+        their engine records (`Job.destroy` waits for a job's done callbacks: a done callback
+        or the event loop, where pruning happens, must never wait for another job's)."""
+        with self._lock:
+            for job_id in ids:
                 tracked = self._live.pop(job_id, None)
-            if tracked is not None:
-                with contextlib.suppress(VirtError):
-                    tracked.job.destroy()
+                if tracked is not None:
+                    self._doomed.append(tracked.job)
+            if not self._doomed:
+                return
+        self._feeds[0].wake()
+
+    def _release_doomed(self) -> None:
+        """Release the engine records of pruned jobs (on the first watcher thread)."""
+        with self._lock:
+            doomed, self._doomed = self._doomed, []
+        for job in doomed:
+            try:
+                job.destroy()
+            except NoJobError:
+                pass  # destroyed already
+            except Exception:
+                log.exception("releasing pruned job %s failed", job.id)
 
     def _enter(self, tracked: Tracked) -> None:
         with self._lock:
@@ -690,11 +701,3 @@ class Recorder:
             except NoJobError:
                 pass
         return late
-
-
-def remove_partials(target: str) -> list[str]:
-    """Remove the hidden partial files a save or dump to `target` may have left; return them.
-
-    Partials that a live writer holds locked are kept (see `virtjob.files`).
-    """
-    return remove_stale_partials(target)

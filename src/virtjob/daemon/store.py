@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from virtjob.errors import InternalError
+from virtjob.jobs import JobInfo
 
 log = logging.getLogger("virtjob.daemon")
 
@@ -98,6 +99,35 @@ class JobRow:
 
 
 @dataclass(frozen=True, slots=True)
+class JobEnd:
+    """How a job ended, as `Store.finish_job` records it."""
+
+    info: JobInfo
+    """The job's final info (state and last progress)."""
+    started: float | None
+    """When it started running (wall clock), None if it never did."""
+    ended: float
+    """When it ended (wall clock)."""
+    error: tuple[str, str] | None = None
+    """The code and message of a failed job's error."""
+    result: tuple[str, str, str] | None = None
+    """The type, name and UUID of the domain or network a succeeded job made."""
+
+
+def _progress(info: JobInfo) -> tuple[str, int, float, float | None, int | None, int | None, int]:
+    """The state, bounded, elapsed, percent, processed, total and cancel_requested columns."""
+    return (
+        str(info.state),
+        int(info.bounded),
+        info.elapsed,
+        info.percent,
+        info.processed,
+        info.total,
+        int(info.cancel_requested),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Definition:
     """One replayable definition: the XML of a domain or network, or None for an undefine."""
 
@@ -135,7 +165,7 @@ class Store:
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
-            raise InternalError(f"cannot open the state database {path}: {exc}") from None
+            raise InternalError(f"cannot open the state database {path}: {exc}") from exc
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -174,71 +204,31 @@ class Store:
         with self._tx() as db:
             db.execute(f"INSERT OR REPLACE INTO jobs ({_JOB_COLUMNS}) VALUES ({marks})", values)
 
-    def update_progress(
-        self,
-        job_id: str,
-        state: str,
-        started: float | None,
-        bounded: bool,
-        elapsed: float,
-        percent: float | None,
-        processed: int | None,
-        total: int | None,
-        cancel_requested: bool,
-    ) -> None:
-        """Record a progress snapshot of a job that is not final yet (a final row is kept)."""
+    def update_progress(self, job_id: str, info: JobInfo, started: float | None) -> None:
+        """Record `info`, a progress snapshot of a job that is not final yet, and when it
+        `started` (wall clock, if it has). A final row is kept as it is."""
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state=?, started=COALESCE(started, ?), bounded=?, elapsed=?,"
+                "UPDATE jobs SET started=COALESCE(started, ?), state=?, bounded=?, elapsed=?,"
                 " percent=?, processed=?, total=?, cancel_requested=?"
                 " WHERE id=? AND state IN ('queued', 'running')",
-                (
-                    state,
-                    started,
-                    int(bounded),
-                    elapsed,
-                    percent,
-                    processed,
-                    total,
-                    int(cancel_requested),
-                    job_id,
-                ),
+                (started, *_progress(info), job_id),
             )
 
-    def finish_job(
-        self,
-        job_id: str,
-        state: str,
-        ended: float,
-        started: float | None,
-        bounded: bool,
-        elapsed: float,
-        percent: float | None,
-        processed: int | None,
-        total: int | None,
-        cancel_requested: bool,
-        error: tuple[str, str] | None,
-        result: tuple[str, str, str] | None,
-    ) -> None:
-        """Record how a job ended: its final state, progress, error or result."""
-        code, message = error if error is not None else (None, None)
-        rtype, rname, ruuid = result if result is not None else (None, None, None)
+    def finish_job(self, job_id: str, end: JobEnd) -> None:
+        """Record how a job ended: its final state, progress, times, error or result."""
+        code, message = end.error if end.error is not None else (None, None)
+        rtype, rname, ruuid = end.result if end.result is not None else (None, None, None)
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state=?, ended=?, started=COALESCE(started, ?), bounded=?,"
+                "UPDATE jobs SET ended=?, started=COALESCE(started, ?), state=?, bounded=?,"
                 " elapsed=?, percent=?, processed=?, total=?, cancel_requested=?,"
                 " error_code=?, error_message=?, result_type=?, result_name=?, result_uuid=?"
                 " WHERE id=?",
                 (
-                    state,
-                    ended,
-                    started,
-                    int(bounded),
-                    elapsed,
-                    percent,
-                    processed,
-                    total,
-                    int(cancel_requested),
+                    end.ended,
+                    end.started,
+                    *_progress(end.info),
                     code,
                     message,
                     rtype,
