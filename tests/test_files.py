@@ -344,3 +344,40 @@ def test_confinement_holds_when_a_directory_is_swapped_for_a_symlink(
     with pytest.raises(AccessDeniedError, match="outside"):
         AtomicFile(path, confinement=confinement)
     assert os.listdir(outside) == []
+
+
+def test_stale_partial_clean_up_never_follows_a_directory_swapped_for_a_symlink(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """virtjobd's clean-up after a restart used to resolve the recorded target again
+    (realpath), so a directory swapped for a symlink since the crash made it delete
+    partial-named files wherever the link pointed. It walks the recorded path instead and
+    follows no symlink: nothing is removed there."""
+    recorded = tmp_path / "allowed" / "sub"
+    recorded.mkdir(parents=True)
+    target = str(recorded / "dom.save")  # resolved and checked when the save started
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / partial_name("dom.save")
+    victim.write_bytes(b"someone else's file")
+    recorded.rmdir()
+    recorded.symlink_to(elsewhere)
+    assert remove_stale_partials(target) == []
+    assert victim.read_bytes() == b"someone else's file"
+    assert "symlink" in caplog.text
+
+
+@pytest.mark.parametrize("given", ["dom.save", "a/../dom.save", "sub/"])
+def test_stale_partial_clean_up_wants_the_resolved_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """A relative or unresolved target (the recorded one is always resolved) removes nothing:
+    resolving it now could lead anywhere."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "sub").mkdir()
+    partial = tmp_path / partial_name("dom.save")
+    partial.write_bytes(b"")
+    target = given if given == "dom.save" else str(tmp_path / given)
+    assert remove_stale_partials(target) == []
+    assert partial.exists()

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from virtjob.errors import AccessDeniedError, InvalidArgError, VirtError
+from virtjob.paths import allowed_directory_itself, is_inside, shown_path
 
 if TYPE_CHECKING:
     from virtjob.drivers.base import Confinement
@@ -98,18 +99,6 @@ def _kind(mode: int) -> str:
     return "regular file" if stat.S_ISREG(mode) else "special file"
 
 
-def _within(path: str, directory: str) -> bool:
-    """Whether `path` is `directory` or beneath it (both absolute and normalised)."""
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
-
-
-def _shown(path: str, real: str) -> str:
-    """`path` for messages, with what it resolves to when that differs."""
-    if os.path.abspath(path) == real:
-        return path
-    return f"{path} (which resolves to {real})"
-
-
 def _followed(path: str, real: str, subject: str) -> os.stat_result | None:
     """What `path` leads to when the kernel follows it (magic ``/proc/*/fd`` links included),
     None if nothing is there. Refuses a symlink that leads nowhere: writing through it would
@@ -143,9 +132,9 @@ def _resolve(path: str, confinement: Confinement | None, subject: str) -> str:
         return real
     for excluded in confinement.excluded:
         for form in {os.path.abspath(excluded), os.path.realpath(excluded)}:
-            if _within(real, form):
+            if is_inside(real, form):
                 raise AccessDeniedError(
-                    f"{subject}: {_shown(path, real)} is inside {excluded}, which this host"
+                    f"{subject}: {shown_path(path, real)} is inside {excluded}, which this host"
                     f" never lets a job touch (it holds the daemon's own state); use a path"
                     f" elsewhere"
                 )
@@ -154,15 +143,12 @@ def _resolve(path: str, confinement: Confinement | None, subject: str) -> str:
     for directory in confinement.dirs:
         base = os.path.abspath(directory)
         if real == base:
-            raise InvalidArgError(
-                f"{subject}: {_shown(path, real)} is an allowed directory itself; name a file"
-                f" inside it"
-            )
-        if _within(real, base):
+            raise allowed_directory_itself(subject, path, real)
+        if is_inside(real, base):
             return real
     allowed = ", ".join(confinement.dirs) or "(none)"
     raise AccessDeniedError(
-        f"{subject}: {_shown(path, real)} is outside the directories this host may use"
+        f"{subject}: {shown_path(path, real)} is outside the directories this host may use"
         f" ({allowed}); use a path inside one of them"
     )
 
@@ -262,7 +248,7 @@ class Target:
         self.real = _resolve(path, confinement, self.subject)
         followed = _followed(path, self.real, self.subject)
         if followed is not None and not stat.S_ISREG(followed.st_mode):
-            shown = _shown(path, self.real)
+            shown = shown_path(path, self.real)
             raise _not_regular(f"cannot write {what} to {shown}", followed.st_mode)
         directory, self.name = os.path.split(self.real)
         if not self.name:  # the root directory
@@ -317,7 +303,7 @@ class Target:
             return info
         if stat.S_ISLNK(info.st_mode):  # the resolved path had none: it appeared since
             raise _changed(self.subject, self.real, self.confinement)
-        shown = _shown(self.path, self.real)
+        shown = shown_path(self.path, self.real)
         raise _not_regular(f"cannot write {self.what} to {shown}", info.st_mode)
 
     def create_partial(self) -> tuple[int, str]:
@@ -409,14 +395,31 @@ def _remove_stale(dir_fd: int, directory: str, name: str) -> list[str]:
 def remove_stale_partials(target: str) -> list[str]:
     """Remove the partial files an interrupted save or dump to `target` left; return them.
 
-    Partials a live writer holds locked are kept. Never raises: a directory that cannot be
-    opened has nothing to clean.
+    `target` is the path the write was checked and recorded under: absolute and already
+    resolved (`Target.real`). Its directory is walked as it was for the write, without
+    following any symlink and within the confinement that path was checked against, so if a
+    directory on it has become a symlink since (or `target` is not such a path), nothing is
+    removed and a warning is logged. Partials a live writer holds locked are kept. Never
+    raises: a directory that cannot be opened has nothing to clean.
     """
+    directory, name = os.path.split(target)
+    if not name or not os.path.isabs(target) or os.path.normpath(target) != target:
+        log.warning(
+            "not removing partial files of %s: not an absolute, resolved path",
+            shown_path(target),
+        )
+        return []
     try:
-        real = os.path.realpath(target)
-        directory, name = os.path.split(real)
         dir_fd = _open_directory(directory)
-    except (OSError, ValueError, _WalkError):
+    except _WalkError as exc:
+        if exc.reason == "symlink":
+            log.warning(
+                "not removing partial files of %s: %s is a symlink now, which is never followed",
+                shown_path(target),
+                shown_path(exc.at),
+            )
+        return []
+    except (OSError, ValueError):
         return []
     try:
         return _remove_stale(dir_fd, directory, name)
@@ -445,7 +448,7 @@ def open_source(
     followed = _followed(path, real, subject)
     if followed is not None and not stat.S_ISREG(followed.st_mode):
         raise InvalidArgError(
-            f"{what} {_shown(path, real)} is a {_kind(followed.st_mode)}, not a regular file;"
+            f"{what} {shown_path(path, real)} is a {_kind(followed.st_mode)}, not a regular file;"
             f" {hint}"
         )
     directory, name = os.path.split(real)
@@ -496,5 +499,5 @@ def _open_regular(
     if stat.S_ISLNK(mode):
         raise _changed(subject, real, confinement)
     raise InvalidArgError(
-        f"{what} {_shown(path, real)} is a {_kind(mode)}, not a regular file; {hint}"
+        f"{what} {shown_path(path, real)} is a {_kind(mode)}, not a regular file; {hint}"
     )

@@ -33,6 +33,7 @@ from virtjob.drivers.remote import wire
 from virtjob.errors import ErrorCode, InvalidArgError, NoSupportError, VirtError
 from virtjob.jobs import Job
 from virtjob.jobs.local import hold_new_jobs
+from virtjob.paths import printable
 
 from .gate import FastPath, Gate, Receive, Scope, Send
 from .hosts import Hosted, restate
@@ -107,18 +108,12 @@ def error_response(error: VirtError) -> Response:
     return _error_json(wire.error_to_dict(error), status_for(error))
 
 
-def _printable(text: str) -> str:
-    """`text` with what UTF-8 cannot encode (lone surrogates, e.g. from a path that is not
-    UTF-8) written as ``\\udcff`` escapes, so that any message can be sent and printed."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _error_json(
     data: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """An error answer: `data` with its strings made `_printable`, never a failure itself."""
+    """An error answer: `data` with its strings made `printable`, never a failure itself."""
     safe = {
-        key: _printable(value) if isinstance(value, str) else value for key, value in data.items()
+        key: printable(value) if isinstance(value, str) else value for key, value in data.items()
     }
     return Response(
         _dumps(safe), status_code=status, media_type="application/json", headers=headers

@@ -19,31 +19,9 @@ import os
 import stat
 
 from virtjob.errors import AccessDeniedError, InvalidArgError
+from virtjob.paths import allowed_directory_itself, is_inside, is_text, shown_path
 
 MIN_TOKEN_LENGTH = 16
-
-
-def shown(text: str) -> str:
-    """`text` quoted for a message, with characters that are not valid text escaped.
-
-    A path can hold lone surrogates (bytes that are not UTF-8, through ``surrogateescape``
-    or a JSON ``\\udcff`` escape); they are shown as ``\\udcff``, so a message quoting such a
-    path can always be encoded and printed.
-    """
-    return repr(text) if not _is_text(text) else f"'{text}'"
-
-
-def _is_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def is_inside(path: str, directory: str) -> bool:
-    """True when the resolved `path` is `directory` or lies beneath it (both absolute)."""
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 class PathPolicy:
@@ -104,30 +82,33 @@ class PathPolicy:
     def check(self, path: str, what: str) -> str:
         """Return `path` resolved (symlinks, ``..``) if it lies inside an allowed directory.
 
-        Raises `InvalidArgError` for a relative, malformed or non-UTF-8 path,
-        `AccessDeniedError` for one outside every allowed directory or inside an excluded one
-        (the daemon's state directory). `what` names the use in messages ("save file").
+        Raises `InvalidArgError` for a relative, malformed or non-UTF-8 path or an allowed
+        directory itself, `AccessDeniedError` for one outside every allowed directory or inside
+        an excluded one (the daemon's state directory). `what` names the use in messages
+        ("save file").
         """
         if not isinstance(path, str) or not path or "\0" in path:
             raise InvalidArgError(f"the {what} path {path!r} is not a valid file path")
-        if not _is_text(path):
+        if not is_text(path):
             raise InvalidArgError(
-                f"the {what} path {shown(path)} is not valid UTF-8 text (it holds bytes that"
-                f" are not characters); give the path as text, e.g. rename the file or"
+                f"the {what} path {shown_path(path)} is not valid UTF-8 text (it holds bytes"
+                f" that are not characters); give the path as text, e.g. rename the file or"
                 f" directory to a UTF-8 name"
             )
         if not os.path.isabs(path):
             raise InvalidArgError(
-                f"the {what} path {shown(path)} is relative; give an absolute path (the daemon"
-                f" does not know the client's working directory)"
+                f"the {what} path {shown_path(path)} is relative; give an absolute path (the"
+                f" daemon does not know the client's working directory)"
             )
         try:
             real = os.path.realpath(path)
         except (OSError, ValueError) as exc:
             raise InvalidArgError(
-                f"the {what} path {shown(path)} cannot be resolved: {exc}"
+                f"the {what} path {shown_path(path)} cannot be resolved: {exc}"
             ) from exc
-        where = shown(path) if real == path else f"{shown(path)} (resolves to {shown(real)})"
+        if real in self.dirs:
+            raise allowed_directory_itself(f"bad {what} path", path, real)
+        where = shown_path(path, real)
         for excluded in self.all_excluded:
             if is_inside(real, excluded) and not self._allowed(real):
                 raise AccessDeniedError(

@@ -29,6 +29,7 @@ from virtjob.drivers.base import Confinement
 from virtjob.drivers.qemu import images
 from virtjob.drivers.qemu.command import NIC_MODELS
 from virtjob.errors import AccessDeniedError
+from virtjob.paths import is_inside, shown_path
 
 DAEMON_HINT = "the operator of virtjobd"
 
@@ -89,14 +90,14 @@ def _check_image(name: str, disk: DiskConfig, confinement: Confinement) -> str:
     images.check_format(name, disk)
     source = disk.source
     real = os.path.realpath(source)
-    shown = source if real == source else f"{source} (resolves to {real})"
+    shown = shown_path(source, real)
     where = f"domain {name!r}: the image of disk {disk.target!r}, {shown},"
-    if any(_beneath(real, os.path.realpath(d)) for d in confinement.excluded):
+    if any(is_inside(real, os.path.realpath(d)) for d in confinement.excluded):
         raise AccessDeniedError(
             f"{where} lies in the daemon's own state directory, which guests may never use;"
             f" keep images elsewhere"
         )
-    if not any(_beneath(real, os.path.realpath(d)) for d in confinement.dirs):
+    if not any(is_inside(real, os.path.realpath(d)) for d in confinement.dirs):
         allowed = ", ".join(confinement.dirs) or "(none)"
         raise AccessDeniedError(
             f"{where} is outside the directories this host may use ({allowed}); move it into"
@@ -112,8 +113,3 @@ def _check_image(name: str, disk: DiskConfig, confinement: Confinement) -> str:
         raise AccessDeniedError(f"{where} is not a regular file; give an image file (raw or qcow2)")
     images.check_image(name, dataclasses.replace(disk, source=real), confinement)
     return real
-
-
-def _beneath(path: str, directory: str) -> bool:
-    """True when `path` is `directory` itself or lies inside it (both resolved)."""
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
