@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from virtjob import savefile
 from virtjob.errors import InvalidArgError, OperationFailedError
 from virtjob.savefile import (
     HEADER_SIZE,
@@ -231,3 +232,10 @@ def test_verify_hands_every_piece_of_the_image_to_its_sink(tmp_path: Path) -> No
     with SaveFileReader(str(target), "test") as reader:
         assert reader.verify(sink=kept.extend)
     assert bytes(kept) == image
+
+
+def test_savefile_exports_only_its_own_names() -> None:
+    """`partial_name` belongs to `virtjob.files`; savefile re-exported it for nobody."""
+    assert "partial_name" not in savefile.__all__
+    assert not hasattr(savefile, "partial_name")
+    assert all(hasattr(savefile, name) for name in savefile.__all__)

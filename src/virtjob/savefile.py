@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Self
 
 from virtjob.errors import InvalidArgError, OperationFailedError
-from virtjob.files import PARTIAL_MARK, Target, check_target, open_source, partial_name
+from virtjob.files import PARTIAL_MARK, Target, check_target, open_source
 
 if TYPE_CHECKING:
     from virtjob.drivers.base import Confinement
@@ -47,7 +47,6 @@ __all__ = [
     "SaveHeader",
     "check_target",
     "os_failure",
-    "partial_name",
 ]
 
 MAGIC = b"VIRTJOB\x00"
@@ -275,10 +274,10 @@ class SaveFileReader:
         data = self._file.read(self.header.xml_length)
         try:
             return data.decode("utf-8")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
             raise InvalidArgError(
                 f"save file {self.path} is corrupted: its domain XML is not UTF-8"
-            ) from None
+            ) from exc
 
     def verify(
         self,

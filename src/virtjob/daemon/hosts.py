@@ -81,12 +81,17 @@ class Hosted:
 
 def restate(error: VirtError, stand_in: str | None, host: str) -> VirtError:
     """`error` as `host` would say it: the `stand_in` URI in its message replaced by `host`'s
-    (the error itself when there is no stand-in)."""
+    (the error itself when there is no stand-in). The copy keeps the error's class, attributes,
+    traceback and causes. Raises nothing."""
     if stand_in is None or stand_in not in error.message:
         return error
-    changed = copy.copy(error)
+    changed = copy.copy(error)  # copies args and attributes, not the traceback or the chain
     changed.message = error.message.replace(stand_in, host)
     changed.args = (changed.message, *error.args[1:])
+    changed.__traceback__ = error.__traceback__
+    changed.__cause__ = error.__cause__
+    changed.__context__ = error.__context__
+    changed.__suppress_context__ = error.__suppress_context__
     return changed
 
 

@@ -97,7 +97,7 @@ class JobInfo:
                 cancel_requested=bool(data["cancel_requested"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgError(f"malformed job info {data!r}: {exc}") from None
+            raise InvalidArgError(f"malformed job info {data!r}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ and the job list) before and after the refused call.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import subprocess
@@ -529,18 +528,41 @@ def test_target_under_a_regular_file_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-@pytest.mark.parametrize("op", SAVE_OPS)
-def test_target_in_a_read_only_proc_directory_is_refused(conn: virtjob.Connection, op: str) -> None:
-    """/proc/sys refuses new files even to root: a save or dump there is refused at once."""
-    if os.access("/proc/sys", os.W_OK):
-        pytest.skip("/proc/sys is writable here")
-    path = "/proc/sys/virtjob-test.save"
-    err = refused(
-        conn, virtjob.InvalidArgError, lambda: SAVE_OPS[op](conn.lookup_domain("test"), path)
+@contextlib.contextmanager
+def read_only_mount(path: Path) -> Iterator[Path]:
+    """An empty directory on a read-only file system (a tmpfs mounted ``ro``), which refuses
+    new files even to root (EROFS); skips if this process may not mount one."""
+    path.mkdir()
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if mount is None or umount is None:
+        pytest.skip("mount is not installed: cannot make a read-only file system")
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "ro,size=64k", "virtjob-test-ro", str(path)],
+        capture_output=True,
+        check=False,
     )
-    assert path in err.message
-    assert "not writable" in err.message
-    assert not os.path.exists(path)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs ({done.stderr.decode().strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run([umount, str(path)], check=True)
+
+
+@pytest.mark.parametrize("op", SAVE_OPS)
+def test_target_on_a_read_only_file_system_is_refused(
+    conn: virtjob.Connection, tmp_path: Path, op: str
+) -> None:
+    """A read-only file system refuses new files even to root: a save or dump there is
+    refused at once."""
+    with read_only_mount(tmp_path / "ro") as directory:
+        path = str(directory / "x.save")
+        err = refused(
+            conn, virtjob.InvalidArgError, lambda: SAVE_OPS[op](conn.lookup_domain("test"), path)
+        )
+        assert path in err.message
+        assert "not writable" in err.message
+        assert list(directory.iterdir()) == []
 
 
 @pytest.mark.parametrize("op", SAVE_OPS)
