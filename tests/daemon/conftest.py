@@ -255,3 +255,23 @@ def slow_conn(shared_daemon: DaemonProcess, host: str) -> Iterator[virtjob.Conne
     """A remote connection to the same host as `conn`, whose jobs take seconds."""
     with shared_daemon.open(host, rate=SLOW_RATE) as connection:
         yield connection
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate and its key for 127.0.0.1 (PEM files), made with openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=SAFETY,
+    )  # fmt: skip
+    return cert, key

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -108,25 +107,6 @@ def test_tcp_requires_the_right_token(
         assert conn.lookup_domain("test").is_active()
     with tcp_daemon.open(host) as conn:  # ?token_file=
         assert conn.lookup_domain("test").is_active()
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=SAFETY,
-    )  # fmt: skip
-    return cert, key
 
 
 def test_tls_with_a_self_signed_certificate(certificate: tuple[str, str]) -> None:

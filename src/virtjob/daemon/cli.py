@@ -172,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="virtjobd: %(levelname)s: %(name)s: %(message)s"
     )
-    from .server import run
+    from .server import run, tls_context
 
     try:
         settings = settings_from(args)
+        tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
         spec = parse_listen(
             args.listen or f"unix:{os.path.join(settings.state_dir, 'virtjobd.sock')}"
         )
@@ -190,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             service,
             spec,
             allow_any=args.listen_any,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
+            tls=tls,
             log_level=args.log_level,
         )
     except VirtError as exc:
