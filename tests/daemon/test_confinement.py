@@ -123,6 +123,32 @@ def test_an_allow_dir_inside_the_state_directory_is_refused(
     assert f"--allow-dir {allowed} lies inside virtjobd's own {state}" in result.stderr
 
 
+@pytest.mark.parametrize("inside", ["files", "files/sub"])
+def test_the_state_directorys_files_dir_may_be_an_allow_dir(inside: str) -> None:
+    """STATE_DIR/files (the default) and directories beneath it are the one part of the state
+    directory an --allow-dir may name: a file there is a target, the database never."""
+    daemon = DaemonProcess()
+    allowed = os.path.join(daemon.state_dir, inside)
+    os.makedirs(allowed, mode=0o700)
+    os.chmod(daemon.state_dir, 0o700)
+    daemon.extra = ["--allow-dir", allowed]
+    try:
+        daemon.start()
+        with daemon.client() as client:
+            base = "/v1/hosts/test/default/domains/test/dump-core"
+            database = os.path.join(daemon.state_dir, "virtjobd.sqlite3")
+            refused = client.post(base, json={"path": database})
+            assert refused.status_code == 403, refused.text
+            answer = client.post(base, json={"path": os.path.join(allowed, "x.dump")})
+            assert answer.status_code == 202, answer.text
+            job = answer.json()["id"]
+            final = client.get(f"/v1/jobs/{job}/wait", params={"timeout": SAFETY}).json()
+            assert final["info"]["state"] == "succeeded", final
+        assert os.path.isfile(os.path.join(allowed, "x.dump"))
+    finally:
+        daemon.cleanup()
+
+
 def test_allow_dirs_around_and_inside_the_state_directory_are_refused(
     tmp_path: os.PathLike[str],
 ) -> None:

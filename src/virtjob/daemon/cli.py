@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
+import math
 import os
 import signal
 import sys
 
-from virtjob.errors import VirtError
+from virtjob.errors import InvalidArgError, VirtError
 
 from .listen import ListenSpec, parse_listen
 from .security import load_token
@@ -106,10 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_range(
+    option: str,
+    value: float,
+    meaning: str,
+    *,
+    low: float,
+    high: float | None = None,
+    above: bool = False,
+) -> None:
+    """Refuse an option's number below `low` (or equal to it when `above`), over `high`, or
+    not finite: `InvalidArgError` naming the option, its value and what it takes."""
+    fits = math.isfinite(value) and (value > low if above else value >= low)
+    if not fits or (high is not None and value > high):
+        raise InvalidArgError(f"{option} {value:g} is out of range: give a number of {meaning}")
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """Check the parsed options and turn them into `Settings`; `InvalidArgError` if wrong."""
-    from virtjob.errors import InvalidArgError
-
     state_dir = args.state_dir or os.environ.get("VIRTJOB_STATE_DIR") or DEFAULT_STATE_DIR
     state_dir = os.path.abspath(os.path.expanduser(state_dir))
     spec = parse_listen(args.listen or f"unix:{os.path.join(state_dir, 'virtjobd.sock')}")
@@ -124,7 +139,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise InvalidArgError("TLS applies to tcp: listeners only; drop --tls-cert/--tls-key")
     for path in filter(None, (args.tls_cert, args.tls_key)):
         if not os.path.isfile(path):
-            raise InvalidArgError(f"TLS file {path} does not exist")
+            raise InvalidArgError(f"TLS file {path} does not exist; give the path of a PEM file")
     for directory in args.allow_dir:
         if not os.path.isdir(directory):
             raise InvalidArgError(
@@ -142,13 +157,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
                 f"--allow-emulator {emulator} is not an executable file; fix the path"
             )
         emulators.append(emulator)
-    if args.retain_jobs < 0 or args.max_hosts < 1 or args.shutdown_grace < 0:
-        raise InvalidArgError("--retain-jobs, --max-hosts and --shutdown-grace must be positive")
-    if not 0 < args.header_timeout <= 3600 or args.max_connections < 1:
-        raise InvalidArgError(
-            "--header-timeout must be a number of seconds (above 0, at most 3600) and"
-            " --max-connections at least 1"
-        )
+    _check_range("--retain-jobs", args.retain_jobs, "finished jobs, 0 or more", low=0)
+    _check_range("--max-hosts", args.max_hosts, "hosts, at least 1", low=1)
+    _check_range("--shutdown-grace", args.shutdown_grace, "seconds, 0 or more", low=0)
+    _check_range(
+        "--header-timeout",
+        args.header_timeout,
+        "seconds, above 0 and at most 3600",
+        low=0,
+        high=3600,
+        above=True,
+    )
+    _check_range("--max-connections", args.max_connections, "connections, at least 1", low=1)
     return Settings(
         state_dir=state_dir,
         allow_dirs=list(args.allow_dir),

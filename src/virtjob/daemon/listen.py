@@ -85,7 +85,7 @@ def open_socket(spec: ListenSpec, *, allow_any: bool = False) -> socket.socket:
         sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
-        raise OperationInvalidError(f"cannot listen on {spec}: {exc.strerror or exc}") from None
+        raise OperationInvalidError(f"cannot listen on {spec}: {exc.strerror or exc}") from exc
     sock.setblocking(False)
     return sock
 
@@ -104,7 +104,7 @@ def _unix_socket(path: str) -> socket.socket:
         sock.bind(path)
     except OSError as exc:
         sock.close()
-        raise OperationInvalidError(f"cannot listen on unix:{path}: {exc.strerror}") from None
+        raise OperationInvalidError(f"cannot listen on unix:{path}: {exc.strerror}") from exc
     finally:
         os.umask(old_umask)
     mode = stat.S_IMODE(os.stat(path).st_mode)

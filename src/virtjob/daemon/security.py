@@ -59,8 +59,8 @@ class PathPolicy:
                     raise InvalidArgError(
                         f"--allow-dir {directory} lies inside virtjobd's own {path} (its"
                         f" database, lock, socket and host state), where clients may never"
-                        f" write; give a directory outside it (without --allow-dir, clients"
-                        f" get STATE_DIR/files)"
+                        f" write; give a directory outside it, or STATE_DIR/files or one"
+                        f" beneath it (clients' default without --allow-dir)"
                     )
             outer = [d for d in self.dirs if is_inside(path, d) and d not in inner]
             if inner and outer:
