@@ -17,7 +17,7 @@ import pytest
 from tests.daemon.conftest import FAST_RATE, SAFETY, SLOW_RATE, DaemonProcess, new_host, running
 from virtjob import DomainState
 
-HEADER_TIMEOUT = 1.0
+HEADER_TIMEOUT = 2.0
 MAX_CONNECTIONS = 8
 
 # -- finding 12: the host table --------------------------------------------------------------
@@ -245,7 +245,10 @@ def _served_again(daemon: DaemonProcess) -> None:
 
 def test_connections_over_the_limit_get_503(tcp_daemon: DaemonProcess) -> None:
     def served(sock: socket.socket) -> bool:  # in and idle (keep-alive), so it counts
-        return _request(tcp_daemon, sock, "/v1/version").startswith(b"HTTP/1.1 200")
+        try:
+            return _request(tcp_daemon, sock, "/v1/version").startswith(b"HTTP/1.1 200")
+        except ConnectionError:  # refused (503 and closed) before the request went out
+            return False
 
     held = _fill(tcp_daemon, served)
     try:
@@ -295,10 +298,10 @@ def _client_hello(daemon: DaemonProcess) -> bytes:
 def _stalled_handshake(daemon: DaemonProcess, sock: socket.socket) -> bool:
     """Send a ClientHello on `sock` and stop there; True when the daemon answered it (the
     connection was admitted), False when it closed the connection instead."""
-    sock.sendall(_client_hello(daemon))
     try:
+        sock.sendall(_client_hello(daemon))
         return bool(sock.recv(4096))
-    except ConnectionResetError:
+    except ConnectionError:  # reset, or a broken pipe: refused
         return False
 
 
@@ -311,12 +314,23 @@ def test_peers_that_never_finish_a_tls_handshake_are_closed_after_the_header_tim
     started = time.monotonic()
     silent = _connect(tls_daemon)
     stalled = _connect(tls_daemon)
-    assert _stalled_handshake(tls_daemon, stalled)
-    quiet = _tls_context(tls_daemon).wrap_socket(_connect(tls_daemon), server_hostname="127.0.0.1")
-    _assert_still_open(silent, started)
-    for sock in (silent, stalled, quiet):
-        with sock:
+    peers = [silent, stalled]
+    try:
+        answered = _stalled_handshake(tls_daemon, stalled)
+        assert answered or time.monotonic() - started >= HEADER_TIMEOUT
+        try:
+            quiet = _tls_context(tls_daemon).wrap_socket(
+                _connect(tls_daemon), server_hostname="127.0.0.1"
+            )
+            peers.append(quiet)
+        except (ssl.SSLError, ConnectionError):  # only if the machine is too slow for it
+            assert time.monotonic() - started >= HEADER_TIMEOUT
+        _assert_still_open(silent, started)
+        for sock in peers:
             assert _closed_by_server(sock) == b""
+    finally:
+        for sock in peers:
+            sock.close()
 
 
 def test_tls_handshakes_count_against_the_connection_limit(
