@@ -166,7 +166,7 @@ class _Walk:
             info = self.lstat(candidate)
             if stat.S_ISLNK(info.st_mode):
                 self._check_link(candidate, info)
-                current = self.resolve(os.path.join(current, os.readlink(candidate)))
+                current = self.resolve(os.path.join(current, self._readlink(candidate)))
             elif stat.S_ISDIR(info.st_mode):
                 self._check_dir(candidate, info)
                 current = candidate
@@ -184,6 +184,14 @@ class _Walk:
         except OSError as exc:
             raise InvalidArgError(
                 f"cannot use {self.path} as the {self.what}: {path}: {exc.strerror}"
+            ) from exc
+
+    def _readlink(self, link: str) -> str:
+        try:
+            return os.readlink(link)
+        except OSError as exc:
+            raise InvalidArgError(
+                f"cannot use {self.path} as the {self.what}: {link}: {exc.strerror}"
             ) from exc
 
     def _owner_ok(self, info: os.stat_result) -> bool:

@@ -292,6 +292,7 @@ def fit_connections(wanted: int) -> int:
 ACCEPT_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 """Accept errors that mean "out of resources": accepting pauses for `ACCEPT_PAUSE` then."""
 ACCEPT_PAUSE = 1.0
+"""Seconds the TLS listener stops accepting after running out of descriptors or memory."""
 
 
 class _Server(uvicorn.Server):
