@@ -67,7 +67,7 @@ def build_argv(
     argv = [
         emulator,
         "-name",
-        f"guest={config.name},debug-threads=on",
+        f"guest={_escape(config.name)},debug-threads=on",
         "-uuid",
         str(config.uuid),
         "-machine",
@@ -181,5 +181,6 @@ def _nic_args(config: DomainConfig, nic: InterfaceConfig, index: int) -> list[st
 
 
 def _escape(value: str) -> str:
-    """Escape a value for QEMU's comma-separated option syntax."""
+    """Escape user text (a name, a path) for QEMU's comma-separated option syntax: each ','
+    doubled, so it cannot end the value and add options of its own."""
     return value.replace(",", ",,")

@@ -236,14 +236,14 @@ class QemuDriver:
 
     def restore_domain_job(self, path: str) -> Job:
         """Check the save file at `path` and restore its domain in the background."""
-        config = workers.read_save_header(path, self.host.confinement)
+        config, xml = workers.read_save_header(path, self.host.confinement)
         self.host.vet(config)  # the save file's XML is a client's XML too
         with self.host.lock:
             workers.restorable(self.host, config)
             return self._start(
                 JobKind.DOMAIN_RESTORE,
                 config.name,
-                workers.restore_domain(self.host, path, config),
+                workers.restore_domain(self.host, path, config, xml),
             )
 
     def dump_core_job(self, ref: DomainRef, path: str) -> Job:

@@ -9,10 +9,12 @@ launches happen outside it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -119,9 +121,8 @@ class QemuHost:
                 continue
             path = os.path.join(self.definitions, entry)
             try:
-                with open(path, encoding="utf-8") as file:
-                    config = parse_domain_xml(file.read())
-            except (OSError, XMLError) as exc:
+                config = parse_domain_xml(_read_definition(path))
+            except (OSError, UnicodeDecodeError, XMLError) as exc:
                 raise OperationFailedError(
                     f"cannot load the domain definition {path}: {exc}; fix or remove the file"
                 ) from exc
@@ -376,6 +377,17 @@ class QemuHost:
         if process is None or process.ended.is_set():
             raise objects.not_running(action, ref.name, "not running")
         return domain, process
+
+
+def _read_definition(path: str) -> str:
+    """The text of the stored definition at `path`, opened without following a symlink and
+    without blocking on a FIFO. Raises `OSError` for anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return file.read().decode("utf-8")
 
 
 def _crashed(process: QemuProcess) -> bool:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import logging
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 from collections.abc import Callable
 from queue import SimpleQueue
+from typing import BinaryIO
 
 from virtjob.drivers.qemu.monitor import EventLoopThread, Monitor
 from virtjob.errors import OperationFailedError
@@ -53,6 +56,39 @@ class Launcher:
 
 
 _SETPRIV = shutil.which("setpriv")
+
+
+def open_log(path: str, domain: str) -> BinaryIO:
+    """Open QEMU's log file `path` for appending (created 0600), never through a symlink.
+
+    Raises `OperationFailedError` naming the domain when it cannot be opened, e.g. because a
+    symlink was planted at `path` (remove it; the driver only ever writes a regular file
+    there).
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        hint = (
+            "; it is a symlink: remove it, QEMU's log is only ever written as a regular file"
+            if exc.errno == errno.ELOOP
+            else ""
+        )
+        raise OperationFailedError(
+            f"cannot start QEMU for domain {domain!r}: cannot open its log {path}:"
+            f" {exc.strerror}{hint}"
+        ) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OperationFailedError(
+                f"cannot start QEMU for domain {domain!r}: its log {path} is not a regular"
+                f" file; remove it"
+            )
+        os.set_blocking(fd, True)
+        return open(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class QemuProcess:
@@ -120,7 +156,7 @@ class QemuProcess:
             argv = argv_for(theirs.fileno())
             if _SETPRIV is not None:
                 argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
-            with open(log_path, "ab") as log_file:
+            with open_log(log_path, domain) as log_file:
                 log_file.write(f"--- {' '.join(argv)}\n".encode())
                 log_file.flush()
                 log_offset = log_file.tell()
@@ -137,6 +173,9 @@ class QemuProcess:
                     raise OperationFailedError(
                         f"cannot start QEMU for domain {domain!r}: {exc.strerror}"
                     ) from exc
+        except BaseException:
+            ours.close()  # no QEMU: our end has nobody to talk to
+            raise
         finally:
             theirs.close()
         monitor = Monitor(loop, domain)
@@ -201,7 +240,8 @@ class QemuProcess:
     def log_tail(self, lines: int = 5) -> str:
         """The last lines this QEMU printed to its log, for error messages."""
         try:
-            with open(self.log_path, "rb") as log_file:
+            fd = os.open(self.log_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with open(fd, "rb") as log_file:
                 log_file.seek(max(self.log_offset, log_file.seek(0, os.SEEK_END) - 4096))
                 text = log_file.read().decode("utf-8", "replace")
         except OSError as exc:

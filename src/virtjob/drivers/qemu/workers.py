@@ -477,14 +477,15 @@ def _abandon_migration(process: QemuProcess, pump: PipeToSink, prior: str) -> bo
 # -- restore -------------------------------------------------------------------------------
 
 
-def read_save_header(path: str, confinement: Confinement | None = None) -> DomainConfig:
-    """Open the save file at `path`, check its header and return the domain it carries.
+def read_save_header(path: str, confinement: Confinement | None = None) -> tuple[DomainConfig, str]:
+    """Open the save file at `path`, check its header and return the domain it carries, and
+    that domain's XML as the file has it (what `restore_domain` checks the file against).
 
     Raises `InvalidArgError` for a missing, truncated, foreign or corrupted file, or one that
     is not a regular file; `AccessDeniedError` for a path outside `confinement`.
     """
     with SaveFileReader(path, DRIVER_NAME, confinement=confinement) as reader:
-        return saved_domain(reader)
+        return saved_domain(reader), reader.xml
 
 
 def saved_domain(reader: SaveFileReader) -> DomainConfig:
@@ -519,13 +520,19 @@ def restorable(host: QemuHost, config: DomainConfig) -> QemuDomain | None:
     return existing
 
 
-def restore_domain(host: QemuHost, path: str, config: DomainConfig) -> Plan:
-    """A worker that checks the whole save file, then streams it into a new QEMU."""
+def restore_domain(host: QemuHost, path: str, config: DomainConfig, xml: str) -> Plan:
+    """A worker that checks the whole save file, then streams it into a new QEMU.
+
+    `config` is the domain the file carried when the restore was asked for, `xml` its XML
+    text then (`read_save_header`): the job fails with `InvalidArgError` if the file's XML is
+    no longer that text (the file changed while the job was queued). The XML text is compared,
+    not its parse: a file whose XML has no ``<uuid>`` parses to a new random UUID each time.
+    """
     waker = Waker()
 
     def work(ctx: JobContext) -> DomainRef | None:
         with SaveFileReader(path, DRIVER_NAME, confinement=host.confinement) as reader:
-            if saved_domain(reader) != config:
+            if reader.xml != xml:
                 raise InvalidArgError(f"save file {path} changed while the restore was queued")
             with host.lock:
                 restorable(host, config)
