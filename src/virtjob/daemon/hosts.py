@@ -42,7 +42,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from virtjob.drivers import connect_driver
+from virtjob.drivers import connect_driver, host_params
 from virtjob.drivers.base import Confinement, DomainRef, Driver, NetworkRef
 from virtjob.errors import InvalidArgError, NoSupportError, OperationInvalidError, VirtError
 from virtjob.uri import parse_uri
@@ -109,6 +109,21 @@ def host_uri(driver: str, instance: str) -> str:
     return f"{driver}:///{instance}"
 
 
+def _refuse_host_params(driver: str, host: str, params: dict[str, str]) -> None:
+    """Refuse a client's URI parameter that configures the shared host itself (the driver's
+    `host_params`, e.g. the QEMU driver's ``accel``): on the daemon those are the operator's,
+    never decided by whichever client comes first. Raises `InvalidArgError` naming the
+    parameter and what to do instead."""
+    declared = host_params(driver)
+    refused = sorted(set(params) & set(declared))
+    if refused:
+        name = refused[0]
+        raise InvalidArgError(
+            f"{name} is chosen by the virtjobd operator for {host}, whose guests and jobs every"
+            f" client shares; drop ?{name}= from the URI ({declared[name]})"
+        )
+
+
 class Hosts:
     """The hosts this daemon serves, at most `max_hosts` of them besides the well-known ones;
     thread-safe. Every host opened is confined to `confinement` (if given)."""
@@ -139,11 +154,14 @@ class Hosts:
         opened: the answer reads through its driver's stand-in (see the module docs; pass
         errors raised while using it through `restate`). `admit` opens a host whatever the
         limit (the replay at start). Raises `InvalidArgError` for malformed names or
-        parameters, `NoSupportError` for an unknown driver or one that cannot be confined,
-        `OperationInvalidError` when `max_hosts` hosts are open already, and whatever the
-        driver raises when it cannot open the host.
+        parameters (a client may not give one that configures the shared host, such as the
+        QEMU driver's ``accel``), `NoSupportError` for an unknown driver or one that cannot be
+        confined, `OperationInvalidError` when `max_hosts` hosts are open already, and
+        whatever the driver raises when it cannot open the host.
         """
         host = host_uri(driver, instance)
+        if not admit:
+            _refuse_host_params(driver, host, params)
         query = "?" + urlencode(sorted(params.items())) if params else ""
         key = host + query
         with self._lock:

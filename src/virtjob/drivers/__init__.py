@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from virtjob.drivers.base import Driver
 from virtjob.errors import NoSupportError
 from virtjob.uri import ConnectURI
@@ -27,3 +29,14 @@ def connect_driver(uri: ConnectURI) -> Driver:
         f"cannot open {uri}: no driver named {uri.driver!r};"
         f" available drivers: {', '.join(LOCAL_DRIVERS)}"
     )
+
+
+def host_params(driver: str) -> Mapping[str, str]:
+    """The URI parameters of local driver `driver` that configure its shared host rather than
+    one connection (its module's ``HOST_PARAMS``), each with what a client can do instead;
+    empty for a driver that declares none or that virtjob lacks. Raises nothing."""
+    if driver == "qemu":
+        from virtjob.drivers.qemu import HOST_PARAMS
+
+        return HOST_PARAMS
+    return {}

@@ -5,7 +5,8 @@
 with the ``qemu.qmp`` library. Each guest runs as its ``<domain type>`` says (``kvm``: KVM,
 refused when ``/dev/kvm`` is not usable; ``qemu``: TCG); ``?accel=tcg`` emulates every guest
 of the host, ``?accel=kvm`` insists that KVM be usable. All connections of a process to one
-state directory share one host: an ``accel`` that contradicts the open host is refused.
+state directory share one host: an ``accel`` that contradicts the open host is refused, and
+virtjobd refuses ``accel`` from its clients altogether (`HOST_PARAMS`).
 ``shutdown`` only asks the guest (ACPI); with ``?shutdown_timeout=SECONDS`` every shutdown on
 the connection kills QEMU (logged) when the guest has not powered off by then, as
 ``shutdown(force_after=SECONDS)`` does. Guests die with the process that runs them; to keep
@@ -16,6 +17,8 @@ guests and jobs across processes, run them in ``virtjobd`` and connect with
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from virtjob.drivers.qemu.command import kvm_usable
 from virtjob.drivers.qemu.driver import QemuDriver
@@ -24,8 +27,17 @@ from virtjob.errors import InvalidArgError
 from virtjob.uri import ConnectURI
 
 STATE_ENV = "VIRTJOB_STATE_DIR"
+HOST_PARAMS: Mapping[str, str] = MappingProxyType(
+    {
+        "accel": "each guest runs as its <domain type> says: type='kvm' under KVM,"
+        " type='qemu' under TCG emulation",
+    }
+)
+"""URI parameters that configure the shared host (every connection's guests and jobs) rather
+than one connection, each with what a client can do instead. virtjobd refuses them from its
+clients: on a daemon the host's settings are its operator's, never the first client's."""
 
-__all__ = ["QemuDriver", "connect", "state_dir"]
+__all__ = ["HOST_PARAMS", "QemuDriver", "connect", "state_dir"]
 
 
 def state_dir() -> str:
