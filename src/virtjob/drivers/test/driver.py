@@ -19,7 +19,7 @@ from virtjob.drivers.base import (
     NetworkRef,
 )
 from virtjob.drivers.test import workers
-from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork
+from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork, discard_host
 from virtjob.errors import OperationInvalidError
 from virtjob.jobs import Job, JobKind
 from virtjob.savefile import SaveFileReader, check_target
@@ -49,6 +49,11 @@ class TestDriver:
 
     def close(self) -> None:
         """Nothing to release: the host and its jobs outlive connections."""
+
+    def discard_host(self) -> None:
+        """Drop the simulated host from the process (virtjobd closing a host that holds
+        nothing): the next connection to its name finds a fresh host. Raises nothing."""
+        discard_host(self.host)
 
     def confine(self, confinement: Confinement) -> None:
         """Keep this host's save, restore and dump files inside `confinement.dirs`."""

@@ -1,12 +1,19 @@
 """The simulated host behind ``test:///NAME``: its domains, networks and jobs.
 
-One `TestHost` exists per name in a process, shared by every connection to it. All state is
-guarded by `lock`; jobs run on the host's own `LocalJobDriver`. Nothing in here calls user
-code while holding the lock.
+One `TestHost` exists per name in a process, shared by every connection to it (until
+`discard_host` drops it). All state is guarded by `lock`; jobs run on the host's own
+`LocalJobDriver`. Nothing in here calls user code while holding the lock.
+
+A running domain's simulated memory is a `Memory`: a byte per guest page (`image_size`, at
+most `MAX_IMAGE`), but held as a 16-byte seed whose expansion gives those bytes on demand, so
+what a domain costs does not depend on the memory it declares. A restore recognises an image
+a save of this driver wrote and keeps only its seed; any other image (a file from an older
+virtjob) is kept as it is, bounded by `image_size`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -51,9 +58,92 @@ def image_size(config: DomainConfig) -> int:
     return min(MAX_IMAGE, max(1, config.current_memory // PAGE))
 
 
-def fresh_image(config: DomainConfig) -> bytes:
+SEED = 16
+"""Bytes of a `Memory` seed; the image starts with it, the rest is its expansion."""
+BLOCK = 4096
+"""Bytes of expansion made at once (one SHAKE-128 output per block index)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """The simulated memory image of a running domain: `size` bytes that are the `seed`
+    followed by its expansion (`expand`), or, with `data`, those bytes themselves."""
+
+    size: int = 0
+    seed: bytes = b""
+    data: bytes | None = None
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes `start`..`end` of the image (clipped to its size)."""
+        end = min(end, self.size)
+        if start >= end:
+            return b""
+        if self.data is not None:
+            return self.data[start:end]
+        head = self.seed[start:end] if start < SEED else b""
+        return head + expand(self.seed, max(start, SEED) - SEED, end - SEED)
+
+
+NO_MEMORY = Memory()
+"""The image of a domain that is not running."""
+
+
+def expand(seed: bytes, start: int, end: int) -> bytes:
+    """Bytes `start`..`end` of the endless stream `seed` stands for (a SHAKE-128 output
+    per `BLOCK`-byte block, keyed by the block's index)."""
+    if start >= end:
+        return b""
+    first, last = start // BLOCK, (end - 1) // BLOCK
+    blocks = b"".join(
+        hashlib.shake_128(seed + index.to_bytes(8, "little")).digest(BLOCK)
+        for index in range(first, last + 1)
+    )
+    offset = first * BLOCK
+    return blocks[start - offset : end - offset]
+
+
+def fresh_image(config: DomainConfig) -> Memory:
     """Return new simulated memory content for a booting domain (`image_size` bytes)."""
-    return os.urandom(image_size(config))
+    size = image_size(config)
+    if size < SEED:
+        return Memory(size, data=os.urandom(size))
+    return Memory(size, seed=os.urandom(SEED))
+
+
+class ImageSink:
+    """Takes a restored image piece by piece (`feed`) and gives it back as a `Memory`
+    (`memory`): a seed if it is a save of this driver, else its bytes (`size` at most)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._seen = 0
+        self._seed = bytearray()
+        self._raw: bytearray | None = None if size >= SEED else bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the image."""
+        if self._raw is not None:
+            self._raw += chunk
+            return
+        if len(self._seed) < SEED:
+            take = SEED - len(self._seed)
+            self._seed += chunk[:take]
+            self._seen += len(chunk[:take])
+            chunk = chunk[take:]
+        if chunk:
+            start = self._seen - SEED
+            if chunk != expand(bytes(self._seed), start, start + len(chunk)):
+                raw = self._seed + expand(bytes(self._seed), 0, start)
+                self._raw = raw + chunk
+            self._seen += len(chunk)
+
+    def memory(self) -> Memory:
+        """The image taken, once whole."""
+        if self._raw is not None:
+            return Memory(len(self._raw), data=bytes(self._raw))
+        if self._seen < SEED:
+            return Memory(self._seen, data=bytes(self._seed))
+        return Memory(self._seen, seed=bytes(self._seed))
 
 
 @dataclass
@@ -64,7 +154,7 @@ class TestDomain:
     persistent: bool
     state: DomainState = DomainState.SHUTOFF
     id: int | None = None
-    image: bytes = b""
+    image: Memory = NO_MEMORY
 
     @property
     def ref(self) -> DomainRef:
@@ -109,7 +199,7 @@ class TestHost:
 
     # -- domains (callers hold `lock`) ------------------------------------------------------
 
-    def boot(self, domain: TestDomain, image: bytes | None = None) -> None:
+    def boot(self, domain: TestDomain, image: Memory | None = None) -> None:
         """Mark `domain` running with a new id and memory content (or `image`)."""
         domain.state = DomainState.RUNNING
         domain.id = next(self._ids)
@@ -119,7 +209,7 @@ class TestHost:
         """Mark `domain` shut off; a transient one disappears."""
         domain.state = DomainState.SHUTOFF
         domain.id = None
-        domain.image = b""
+        domain.image = NO_MEMORY
         if not domain.persistent:
             self.domains.pop(domain.config.uuid, None)
 
@@ -172,3 +262,13 @@ def get_host(name: str) -> TestHost:
         if host is None:
             host = _hosts[name] = TestHost(name)
         return host
+
+
+def discard_host(host: TestHost) -> None:
+    """Forget `host` (its domains, networks and finished jobs): the next `get_host` of its
+    name makes a fresh one. Its job threads are told to end; a job still queued is
+    cancelled. Raises nothing."""
+    with _hosts_lock:
+        if _hosts.get(host.name) is host:
+            del _hosts[host.name]
+    host.jobs.close(cancel=False, timeout=0)

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from virtjob.config import DomainConfig, NetworkConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers import objects
 from virtjob.drivers.base import DomainRef, DomainState, NetworkRef
-from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork, image_size
+from virtjob.drivers.test.host import (
+    ImageSink,
+    Memory,
+    TestDomain,
+    TestHost,
+    TestNetwork,
+    image_size,
+)
 from virtjob.errors import InvalidArgError, OperationInvalidError, XMLError
 from virtjob.jobs import JobContext
 from virtjob.savefile import AtomicFile, SaveFileReader, SaveFileWriter
@@ -56,10 +63,10 @@ def paced(
     return True
 
 
-def image_slice(image: bytes, total: int, before: int, after: int) -> bytes:
+def image_slice(image: Memory, total: int, before: int, after: int) -> bytes:
     """The part of a compact `image` standing for simulated bytes `before`..`after` of `total`."""
-    size = len(image)
-    return image[before * size // total : after * size // total]
+    size = image.size
+    return image.read(before * size // total, after * size // total)
 
 
 def create_domain(host: TestHost, config: DomainConfig, rate: int) -> Worker:
@@ -196,11 +203,12 @@ def restore_domain(host: TestHost, path: str, config: DomainConfig, rate: int) -
                 raise InvalidArgError(f"save file {path} changed while the restore was queued")
             with host.lock:
                 restorable(host, config)
-            # One pass checks and keeps the image; check_restore_file bounded its size.
-            kept = bytearray()
-            intact = reader.verify(cancelled=lambda: ctx.cancel_requested, sink=kept.extend)
-            image = bytes(kept) if intact else b""
-            del kept
+            # One pass checks and keeps the image (a seed, when a save of this driver wrote
+            # it); check_restore_file bounded its size.
+            sink = ImageSink(reader.header.image_length)
+            intact = reader.verify(cancelled=lambda: ctx.cancel_requested, sink=sink.feed)
+            image = sink.memory() if intact else None
+            del sink
         if not intact or not paced(ctx, config.current_memory, rate):
             ctx.finish_cancel()
             return None
