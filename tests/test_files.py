@@ -9,20 +9,27 @@ import fcntl
 import os
 import socket
 import stat
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from virtjob.drivers.base import Confinement
-from virtjob.errors import AccessDeniedError, InvalidArgError
+from virtjob.errors import (
+    AccessDeniedError,
+    InvalidArgError,
+    OperationFailedError,
+    OperationInvalidError,
+)
 from virtjob.files import (
     PARTIAL_MARK,
     Target,
     check_target,
     open_source,
     partial_name,
-    partial_prefix,
     remove_stale_partials,
 )
 from virtjob.savefile import AtomicFile
@@ -173,56 +180,50 @@ def test_the_longest_legal_name_can_be_written(tmp_path: Path) -> None:
             out.write(b"data")
             out.commit()
         assert target.read_bytes() == b"data"
-    assert len(partial_name("n" * 255)) == len(partial_name("x")) < 64
+    assert len(partial_name("n" * 255)) == len(partial_name("x")) == 33
     assert partial_name("x").startswith(PARTIAL_MARK)
 
 
 def test_a_stale_partial_is_removed_by_the_next_write(tmp_path: Path) -> None:
-    """A partial nobody holds (a writer killed mid-write left it) goes with the next write to
-    the same target; partials of other targets stay."""
+    """Partials nobody holds (a writer killed mid-write left them, under this version's name
+    or an earlier one's) go with the next write to the same target; partials of other
+    targets stay."""
     target = tmp_path / "dom.save"
-    stale = tmp_path / partial_name("dom.save")
-    stale.write_bytes(b"half a save")
+    stale = [
+        tmp_path / partial_name("dom.save"),
+        tmp_path / f"{partial_name('dom.save')}-0badc0de",
+        tmp_path / f".dom.save{PARTIAL_MARK}0badc0de",
+    ]
+    for path in stale:
+        path.write_bytes(b"half a save")
     other = tmp_path / partial_name("other.save")
     other.write_bytes(b"not ours")
     with AtomicFile(str(target)) as out:
         out.write(b"whole")
         out.commit()
-    assert not stale.exists()
-    assert other.exists()
     assert sorted(os.listdir(tmp_path)) == sorted(["dom.save", other.name])
-
-
-def test_a_live_writers_partial_is_kept(tmp_path: Path) -> None:
-    """Two writers to one target: the second does not take the first one's partial for stale."""
-    target = tmp_path / "dom.save"
-    with AtomicFile(str(target)) as first:
-        first.write(b"first")
-        with AtomicFile(str(target)) as second:
-            second.write(b"second")
-            assert os.path.exists(first.temp_path)
-            second.commit()
-        first.commit()
-    assert target.read_bytes() == b"first"
-    assert os.listdir(tmp_path) == ["dom.save"]
 
 
 def test_remove_stale_partials_keeps_locked_ones(tmp_path: Path) -> None:
     """The daemon's clean-up after a restart removes unlocked partials (new and old names) of a
-    target, never one a writer holds locked."""
+    target, never one a writer holds locked (this version's lock, or an earlier one's flock)."""
     target = tmp_path / "dom.save"
     stale = tmp_path / partial_name("dom.save")
     stale.write_bytes(b"")
     legacy = tmp_path / f".dom.save{PARTIAL_MARK}0badc0de"
     legacy.write_bytes(b"")
-    held = tmp_path / partial_name("dom.save")
-    held.write_bytes(b"")
-    with held.open("rb") as holder:
+    assert sorted(remove_stale_partials(str(target))) == sorted([str(stale), str(legacy)])
+    assert os.listdir(tmp_path) == []
+    held_legacy = tmp_path / f"{partial_name('dom.save')}-0badc0de"
+    held_legacy.write_bytes(b"")
+    with held_legacy.open("rb") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)
-        removed = remove_stale_partials(str(target))
-    assert sorted(removed) == sorted([str(stale), str(legacy)])
-    assert os.listdir(tmp_path) == [held.name]
-    assert held.name.startswith(partial_prefix("dom.save"))
+        writer = AtomicFile(str(target))
+        assert remove_stale_partials(str(target)) == []
+        assert sorted(os.listdir(tmp_path)) == sorted([held_legacy.name, partial_name("dom.save")])
+        assert writer.temp_path == str(tmp_path / partial_name("dom.save"))
+        writer.abort()
+    assert os.listdir(tmp_path) == [held_legacy.name]
 
 
 def test_a_target_that_became_special_before_the_commit_is_left_alone(tmp_path: Path) -> None:
@@ -381,3 +382,266 @@ def test_stale_partial_clean_up_wants_the_resolved_path(
     target = given if given == "dom.save" else str(tmp_path / given)
     assert remove_stale_partials(target) == []
     assert partial.exists()
+
+
+# -- one writer per target, committing only its own file -----------------------------------
+
+HOLDER = """
+import sys
+from virtjob.savefile import AtomicFile
+
+out = AtomicFile(sys.argv[1])
+out.write(b"the child's data")
+print("writing", flush=True)
+if sys.stdin.readline().strip() == "commit":
+    out.commit()
+print("done", flush=True)
+"""
+"""A writer in another process: it writes until told to commit (or is killed)."""
+
+
+@pytest.fixture
+def holder() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """Starts a writer of a target in a child process and returns once it is writing."""
+    children: list[subprocess.Popen[str]] = []
+
+    def start(target: Path) -> subprocess.Popen[str]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(target)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        children.append(child)
+        assert child.stdout is not None
+        assert child.stdout.readline() == "writing\n"
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+        child.communicate(timeout=10)
+
+
+def test_a_target_or_source_named_like_a_partial_file_is_refused(tmp_path: Path) -> None:
+    """A save to another write's partial file (by name, or through a symlink) replaced that
+    write's data with its own: a name starting with the partial mark is refused as a target
+    and as a source, saying what to give; nothing is created or removed."""
+    target = tmp_path / "A.save"
+    with AtomicFile(str(target)) as first:
+        first.write(b"A's data")
+        partial = Path(first.temp_path)
+        link = tmp_path / "link.save"
+        link.symlink_to(partial)
+        before = snapshot(tmp_path)
+        for path in (partial, link, tmp_path / (PARTIAL_MARK + "0123456789abcdef-0badc0de")):
+            with pytest.raises(InvalidArgError, match="reserved") as refused:
+                check_target(str(path), "a save")
+            assert "choose another name" in refused.value.message
+            with pytest.raises(InvalidArgError, match="reserved"):
+                AtomicFile(str(path))
+        with pytest.raises(InvalidArgError, match="reserved"):
+            open_source(str(partial))
+        assert snapshot(tmp_path) == before
+        first.commit()
+    assert target.read_bytes() == b"A's data"
+
+
+def test_a_writer_commits_only_its_own_partial_file(tmp_path: Path) -> None:
+    """Another file put at a writer's partial name while it writes is never renamed to the
+    target: the commit refuses, the target keeps its old content, the other file is left."""
+    target = tmp_path / "dom.save"
+    target.write_bytes(b"old")
+    intruder = tmp_path / "intruder"
+    intruder.write_bytes(b"someone else's")
+    with AtomicFile(str(target)) as out:
+        out.write(b"new")
+        os.rename(intruder, out.temp_path)
+        with pytest.raises(OperationFailedError, match="replaced"):
+            out.commit()
+    assert target.read_bytes() == b"old"
+    assert Path(out.temp_path).read_bytes() == b"someone else's"
+
+
+def test_a_second_writer_of_a_target_is_refused_while_the_first_writes(tmp_path: Path) -> None:
+    """Two saves to one target at once let the later commit win silently (and the other
+    domain, stopped by its save, was lost): the second writer is refused, by the early check
+    and by the writer itself, saying what to do; the first one's write is whole."""
+    target = tmp_path / "same.save"
+    with AtomicFile(str(target)) as first:
+        first.write(b"first")
+        with pytest.raises(OperationInvalidError) as early:
+            check_target(str(target), "a save of domain 'other'")
+        assert early.value.message == (
+            f"cannot write a save of domain 'other' to {target}: another save or dump is"
+            f" writing {target}; wait for it or choose another path"
+        )
+        with pytest.raises(OperationInvalidError, match="another save or dump is writing"):
+            AtomicFile(str(target))
+        assert remove_stale_partials(str(target)) == []
+        first.commit()
+    check_target(str(target), "a save")
+    with AtomicFile(str(target)) as second:
+        second.write(b"second")
+        second.commit()
+    assert target.read_bytes() == b"second"
+    assert os.listdir(tmp_path) == ["same.save"]
+
+
+def test_of_writers_racing_for_one_target_exactly_one_writes(tmp_path: Path) -> None:
+    """Eight threads start writing one target at the same moment: one gets it, the other
+    seven are refused while it holds it."""
+    target = tmp_path / "same.save"
+    count = 8
+    start = threading.Barrier(count)
+    outcomes: list[AtomicFile | OperationInvalidError | None] = [None] * count
+
+    def write(index: int) -> None:
+        start.wait()
+        try:
+            outcomes[index] = AtomicFile(str(target))
+        except OperationInvalidError as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    writers = [out for out in outcomes if isinstance(out, AtomicFile)]
+    refused = [out for out in outcomes if isinstance(out, OperationInvalidError)]
+    assert (len(writers), len(refused)) == (1, count - 1), outcomes
+    with writers[0] as out:
+        out.write(b"the one")
+        out.commit()
+    assert target.read_bytes() == b"the one"
+    assert os.listdir(tmp_path) == ["same.save"]
+
+
+@pytest.mark.timeout(60)
+def test_a_writer_in_another_process_holds_the_target(
+    tmp_path: Path, holder: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    """The lock holds across processes: while a child writes the target, this process is
+    refused, and the daemon's clean-up keeps the child's partial; once it commits, the
+    target is free."""
+    target = tmp_path / "same.save"
+    child = holder(target)
+    with pytest.raises(OperationInvalidError, match="another save or dump is writing"):
+        check_target(str(target), "a save")
+    with pytest.raises(OperationInvalidError, match="another save or dump is writing"):
+        AtomicFile(str(target))
+    assert remove_stale_partials(str(target)) == []
+    out, _ = child.communicate("commit\n", timeout=30)
+    assert out == "done\n"
+    assert target.read_bytes() == b"the child's data"
+    with AtomicFile(str(target)) as mine:
+        mine.write(b"mine")
+        mine.commit()
+    assert target.read_bytes() == b"mine"
+
+
+@pytest.mark.timeout(60)
+def test_the_partial_of_a_killed_writer_is_taken_over(
+    tmp_path: Path, holder: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    """A writer killed mid-write leaves its partial unlocked: the next write to the target
+    removes it and writes a fresh, private file (not the dead writer's inode and mode)."""
+    target = tmp_path / "dom.save"
+    child = holder(target)
+    child.kill()
+    child.communicate(timeout=30)
+    (stale,) = os.listdir(tmp_path)
+    assert stale.startswith(PARTIAL_MARK)
+    (tmp_path / stale).chmod(0o644)
+    check_target(str(target), "a save")
+    with AtomicFile(str(target)) as out:
+        out.write(b"whole")
+        out.commit()
+    assert target.read_bytes() == b"whole"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["dom.save"]
+
+
+# -- the excluded directory, whatever the path to it ---------------------------------------
+
+
+@pytest.fixture
+def bind_mount() -> Iterator[Callable[[Path, Path], None]]:
+    """Bind-mounts a directory onto another (needs root); unmounts them all afterwards."""
+    mounted: list[Path] = []
+
+    def mount(source: Path, onto: Path) -> None:
+        done = subprocess.run(
+            ["mount", "--bind", str(source), str(onto)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {done.stderr.strip()}")
+        mounted.append(onto)
+
+    yield mount
+    for onto in reversed(mounted):
+        subprocess.run(["umount", str(onto)], check=True)
+
+
+def assert_refused_everywhere(confinement: Confinement, paths: list[Path]) -> None:
+    """Each of `paths` is refused as a target and as a source, as inside the excluded dir."""
+    for path in paths:
+        with pytest.raises(AccessDeniedError, match="never lets"):
+            check_target(str(path), "a core dump", confinement)
+        with pytest.raises(AccessDeniedError, match="never lets"):
+            AtomicFile(str(path), confinement=confinement)
+        if path.exists():
+            with pytest.raises(AccessDeniedError, match="never lets"):
+                open_source(str(path), confinement)
+
+
+def test_the_excluded_directory_is_refused_through_a_bind_mount(
+    confined: tuple[Confinement, Path, Path, Path], bind_mount: Callable[[Path, Path], None]
+) -> None:
+    """The state directory bind-mounted into an allowed one is the same directory: a dump
+    onto its lock file through the mount is refused, and nothing in it changes."""
+    confinement, allowed, state, _ = confined
+    (state / "virtjobd.lock").write_bytes(b"lock")
+    elsewhere = allowed / "elsewhere"
+    elsewhere.mkdir()
+    bind_mount(state, elsewhere)
+    assert_refused_everywhere(confinement, [elsewhere / "virtjobd.lock", elsewhere / "new.core"])
+    assert os.listdir(state) == ["virtjobd.lock"]
+    assert (state / "virtjobd.lock").read_bytes() == b"lock"
+
+
+def test_the_excluded_directory_is_refused_after_a_rename(
+    confined: tuple[Confinement, Path, Path, Path],
+) -> None:
+    """Whoever can write its parent can rename the state directory, write into it under the
+    new name and rename it back: under any name it is refused."""
+    confinement, allowed, state, _ = confined
+    (state / "db").write_bytes(b"db")
+    moved = allowed / "moved"
+    state.rename(moved)
+    try:
+        assert_refused_everywhere(confinement, [moved / "db", moved / "new.core"])
+    finally:
+        moved.rename(state)
+    assert os.listdir(state) == ["db"]
+    assert (state / "db").read_bytes() == b"db"
+
+
+# -- an empty path ---------------------------------------------------------------------------
+
+
+def test_an_empty_path_is_refused_as_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty path used to become the working directory ("it is a directory"): it is
+    refused as empty, as a target and as a source, with or without confinement."""
+    monkeypatch.chdir(tmp_path)
+    confinement = Confinement(dirs=(str(tmp_path),))
+    for confined_to in (None, confinement):
+        with pytest.raises(InvalidArgError, match="the path is empty") as refused:
+            check_target("", "a core dump of domain 'test'", confined_to)
+        assert "directory" not in refused.value.message
+        with pytest.raises(InvalidArgError, match="the path is empty"):
+            open_source("", confined_to)

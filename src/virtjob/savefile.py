@@ -12,9 +12,9 @@ Layout (little-endian)::
 
 A save is written to a hidden partial file beside the target and renamed over the target only
 once complete and flushed, so a cancelled or failed save never leaves a partial file at the
-target path; the target is opened race-free and may only be a regular file or nothing
-(`virtjob.files`). `SaveFileReader` opens only regular files, checks the header on open and
-the checksum with `verify()` before a restore touches the host.
+target path; the target is opened race-free and may only be a regular file or nothing, and one
+writer at a time holds it (`virtjob.files`). `SaveFileReader` opens only regular files, checks
+the header on open and the checksum with `verify()` before a restore touches the host.
 """
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ class AtomicFile:
     The target is checked and its directory opened race-free when the file is created (see
     `virtjob.files.Target`): `InvalidArgError` if something other than a regular file is there
     or its directory is missing or read-only, `AccessDeniedError` if it lies outside
-    `confinement`. An existing target keeps its owner and mode. Leaving the context without
-    committing removes the partial file. Raises `OperationFailedError` for I/O errors (disk
-    full, permission denied).
+    `confinement`, `OperationInvalidError` if another save or dump is writing the target. The
+    writer holds the target (its partial file's lock) until it commits or gives up. An
+    existing target keeps its owner and mode. Leaving the context without committing removes
+    the partial file. Raises `OperationFailedError` for I/O errors (disk full, permission
+    denied).
     """
 
     def __init__(
@@ -84,6 +86,9 @@ class AtomicFile:
         except OSError as exc:
             self._target.close()
             raise os_failure("creating", path, exc) from exc
+        except BaseException:
+            self._target.close()
+            raise
         self.temp_path = os.path.join(self._target.directory, self._partial)
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self.committed = False
@@ -97,7 +102,9 @@ class AtomicFile:
 
     def commit(self) -> None:
         """Flush to disk and move the file to its target path, with the owner and mode of the
-        regular file it replaces. `InvalidArgError` if something else is at the target now."""
+        regular file it replaces. `InvalidArgError` if something else is at the target now,
+        `OperationFailedError` if something else is at the partial file's name now (then the
+        target is left as it was)."""
         target = self._target
         try:
             self.file.flush()
@@ -105,6 +112,12 @@ class AtomicFile:
             if existing is not None:
                 _take_owner_and_mode(self.file.fileno(), existing)
             os.fsync(self.file.fileno())
+            if not target.holds(self.file.fileno()):  # renamed only while locked, and ours
+                raise OperationFailedError(
+                    f"writing {self.path} failed: its partial file {self.temp_path} was"
+                    f" replaced by another file while it was written; {self.path} was left as"
+                    f" it was (find out what else writes in {target.directory}, then retry)"
+                )
             os.rename(
                 self._partial, target.name, src_dir_fd=target.dir_fd, dst_dir_fd=target.dir_fd
             )
@@ -121,12 +134,13 @@ class AtomicFile:
         """Close and remove the partial file; harmless after `commit()`."""
         if self.committed:
             return
+        target = self._target
         with contextlib.suppress(OSError):  # the write that failed already said why
+            if not self.file.closed and target.holds(self.file.fileno()):
+                os.unlink(self._partial, dir_fd=target.dir_fd)  # while it is locked, and ours
+        with contextlib.suppress(OSError):
             self.file.close()
-        if self._target.dir_fd >= 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._partial, dir_fd=self._target.dir_fd)
-        self._target.close()
+        target.close()
 
     def __enter__(self) -> Self:
         return self

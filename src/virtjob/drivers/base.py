@@ -9,9 +9,10 @@ come back as `Job` handles from the job engine, whose results are refs.
 from __future__ import annotations
 
 import enum
+import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from virtjob.jobs import Job, JobKind
@@ -101,12 +102,28 @@ class Confinement:
     `excluded`: paths beneath `dirs` that are never valid (the daemon's own state directory).
     `emulators`: the emulator binaries a domain may name (empty: only the driver's default).
     `qemu_args`: whether ``<qemu:commandline>`` extra arguments are allowed.
+    `excluded_ids`: the (device, inode) of each of `excluded`, taken when the confinement is
+    made (None for one missing then), so that another path to an excluded directory (a bind
+    mount, a rename) is refused too (`virtjob.files`).
     """
 
     dirs: tuple[str, ...]
     excluded: tuple[str, ...] = ()
     emulators: tuple[str, ...] = ()
     qemu_args: bool = False
+    excluded_ids: tuple[tuple[int, int] | None, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "excluded_ids", tuple(_identity(p) for p in self.excluded))
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of what `path` leads to, None if there is nothing."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
 
 
 class Driver(Protocol):
