@@ -387,22 +387,37 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     hosts, recorder, policy = service.hosts, service.recorder, service.policy
     prefix = "/hosts/{driver}/{instance}"
 
-    def hosted(request: Request, driver: str, instance: str, *, change: bool = True) -> Hosted:
-        """The host a request names; a read (`change` False) never opens a new one."""
+    def params_of(request: Request) -> dict[str, str]:
         params: dict[str, str] = {}
         for key, value in request.query_params.multi_items():
             if key in params:
                 raise InvalidArgError(f"query parameter {key!r} is given more than once")
             params[key] = value
+        return params
+
+    def hosted(request: Request, driver: str, instance: str) -> Hosted:
+        """The host a read names: open, or its driver's stand-in (never opens a new one)."""
         try:
-            return hosts.get(driver, instance, params, change=change)
+            return hosts.get(driver, instance, params_of(request), change=False)
         except NoSupportError as exc:
             raise UnknownDriverError(exc.message) from exc
 
     @contextlib.contextmanager
+    def changing(request: Request, driver: str, instance: str) -> Iterator[Hosted]:
+        """The host a change request names, opened if needed; closed again if the request
+        fails and leaves it as fresh as it was (`Hosts.changing`)."""
+        params = params_of(request)
+        with contextlib.ExitStack() as stack:
+            try:
+                host = stack.enter_context(hosts.changing(driver, instance, params))
+            except NoSupportError as exc:
+                raise UnknownDriverError(exc.message) from exc
+            yield host
+
+    @contextlib.contextmanager
     def reading(request: Request, driver: str, instance: str) -> Iterator[Hosted]:
         """The host for a read: open, or its driver's stand-in (errors name the host)."""
-        host = hosted(request, driver, instance, change=False)
+        host = hosted(request, driver, instance)
         try:
             yield host
         except VirtError as exc:
@@ -428,6 +443,17 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
             caps = wire.capabilities_to_dict(host.driver.capabilities())
         return _json({"uri": host.host, "capabilities": caps})
 
+    @api.delete(prefix, status_code=204, tags=["hosts"])
+    def close_host(driver: Driver, instance: Instance) -> Response:
+        """Close a host that holds nothing a fresh one would not, freeing its --max-hosts
+        place (204 also when it is not open); 409 while it has jobs queued or running or
+        objects that differ from a fresh host's, or for a well-known host."""
+        try:
+            hosts.close_host(driver, instance)
+        except NoSupportError as exc:
+            raise UnknownDriverError(exc.message) from exc
+        return Response(status_code=204)
+
     @api.get(prefix + "/jobs", response_model=list[JobModel], tags=["hosts"])
     def host_jobs(request: Request, driver: Driver, instance: Instance) -> Response:
         """Every job of this host, oldest first."""
@@ -447,10 +473,11 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, body: XmlBody
     ) -> Response:
         """Define a persistent domain from XML (or update a defined one)."""
-        host = hosted(request, driver, instance)
-        ref = host.driver.define_domain(body.xml)
-        hosts.remember(host, "domain", ref, host.driver.domain_xml(ref))
-        return ref_json(ref, 201)
+        with changing(request, driver, instance) as host:
+            with hosts.admitting(host, "domain", body.xml):
+                ref = host.driver.define_domain(body.xml)
+            hosts.remember(host, "domain", ref, host.driver.domain_xml(ref))
+            return ref_json(ref, 201)
 
     @api.post(
         prefix + "/domains/create", status_code=202, response_model=JobModel, tags=["domains"]
@@ -459,8 +486,8 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, body: XmlBody
     ) -> Response:
         """Job: create and boot a transient domain from XML; the result is the domain."""
-        host = hosted(request, driver, instance)
-        return started(host, lambda: host.driver.create_domain_job(body.xml))
+        with changing(request, driver, instance) as host, hosts.admitting(host, "domain"):
+            return started(host, lambda: host.driver.create_domain_job(body.xml))
 
     @api.post(
         prefix + "/domains/restore", status_code=202, response_model=JobModel, tags=["domains"]
@@ -470,8 +497,8 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     ) -> Response:
         """Job: restore a domain from a save file; the result is the running domain."""
         path = policy.check(body.path, "save file")
-        host = hosted(request, driver, instance)
-        return started(host, lambda: host.driver.restore_domain_job(path))
+        with changing(request, driver, instance) as host, hosts.admitting(host, "domain"):
+            return started(host, lambda: host.driver.restore_domain_job(path))
 
     @api.get(prefix + "/domains/{key}", response_model=DomainInfoModel, tags=["domains"])
     def domain_info(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
@@ -489,11 +516,11 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     @api.delete(prefix + "/domains/{key}", status_code=204, tags=["domains"])
     def undefine_domain(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """Undefine the domain; a running one goes on as a transient domain."""
-        host = hosted(request, driver, instance)
-        ref = host.driver.lookup_domain(key)
-        host.driver.undefine_domain(ref)
-        hosts.remember(host, "domain", ref, None)
-        return Response(status_code=204)
+        with changing(request, driver, instance) as host:
+            ref = host.driver.lookup_domain(key)
+            host.driver.undefine_domain(ref)
+            hosts.remember(host, "domain", ref, None)
+            return Response(status_code=204)
 
     def domain_action(name: str, summary: str) -> None:
         @api.post(
@@ -504,11 +531,11 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
             summary=summary,
         )
         def action(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
-            host = hosted(request, driver, instance)
-            ref = host.driver.lookup_domain(key)
-            operation: Callable[[DomainRef], None] = getattr(host.driver, f"domain_{name}")
-            operation(ref)
-            return Response(status_code=204)
+            with changing(request, driver, instance) as host:
+                ref = host.driver.lookup_domain(key)
+                operation: Callable[[DomainRef], None] = getattr(host.driver, f"domain_{name}")
+                operation(ref)
+                return Response(status_code=204)
 
     domain_action("destroy", "Stop the domain at once")
     domain_action("suspend", "Pause the domain")
@@ -533,20 +560,20 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         With ``force_after``, the host powers the domain off (logged) if it is still running
         that many seconds later; the answer does not wait for it: watch the domain's state.
         """
-        host = hosted(request, driver, instance)
-        ref = host.driver.lookup_domain(key)
-        force_after = None if body is None else body.force_after
-        host.driver.domain_shutdown(ref, force_after)
-        return Response(status_code=204)
+        with changing(request, driver, instance) as host:
+            ref = host.driver.lookup_domain(key)
+            force_after = None if body is None else body.force_after
+            host.driver.domain_shutdown(ref, force_after)
+            return Response(status_code=204)
 
     @api.post(
         prefix + "/domains/{key}/start", status_code=202, response_model=JobModel, tags=["domains"]
     )
     def start_domain(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """Job: boot the defined domain; the result is the domain."""
-        host = hosted(request, driver, instance)
-        ref = host.driver.lookup_domain(key)
-        return started(host, lambda: host.driver.start_domain_job(ref))
+        with changing(request, driver, instance) as host:
+            ref = host.driver.lookup_domain(key)
+            return started(host, lambda: host.driver.start_domain_job(ref))
 
     @api.post(
         prefix + "/domains/{key}/save", status_code=202, response_model=JobModel, tags=["domains"]
@@ -556,9 +583,9 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     ) -> Response:
         """Job: save the running domain to a file and stop it; no result."""
         path = policy.check(body.path, "save file")
-        host = hosted(request, driver, instance)
-        ref = host.driver.lookup_domain(key)
-        return started(host, lambda: host.driver.save_domain_job(ref, path), path)
+        with changing(request, driver, instance) as host:
+            ref = host.driver.lookup_domain(key)
+            return started(host, lambda: host.driver.save_domain_job(ref, path), path)
 
     @api.post(
         prefix + "/domains/{key}/dump-core",
@@ -571,9 +598,9 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     ) -> Response:
         """Job: write the domain's memory to a file; the domain keeps its state; no result."""
         path = policy.check(body.path, "core dump")
-        host = hosted(request, driver, instance)
-        ref = host.driver.lookup_domain(key)
-        return started(host, lambda: host.driver.dump_core_job(ref, path), path)
+        with changing(request, driver, instance) as host:
+            ref = host.driver.lookup_domain(key)
+            return started(host, lambda: host.driver.dump_core_job(ref, path), path)
 
     # -- networks ---------------------------------------------------------------------------
 
@@ -588,10 +615,11 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, body: XmlBody
     ) -> Response:
         """Define a persistent network from XML."""
-        host = hosted(request, driver, instance)
-        ref = host.driver.define_network(body.xml)
-        hosts.remember(host, "network", ref, host.driver.network_xml(ref))
-        return ref_json(ref, 201)
+        with changing(request, driver, instance) as host:
+            with hosts.admitting(host, "network", body.xml):
+                ref = host.driver.define_network(body.xml)
+            hosts.remember(host, "network", ref, host.driver.network_xml(ref))
+            return ref_json(ref, 201)
 
     @api.post(
         prefix + "/networks/create", status_code=202, response_model=JobModel, tags=["networks"]
@@ -600,8 +628,8 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, body: XmlBody
     ) -> Response:
         """Job: create and start a transient network from XML; the result is the network."""
-        host = hosted(request, driver, instance)
-        return started(host, lambda: host.driver.create_network_job(body.xml))
+        with changing(request, driver, instance) as host, hosts.admitting(host, "network"):
+            return started(host, lambda: host.driver.create_network_job(body.xml))
 
     @api.get(prefix + "/networks/{key}", response_model=NetworkInfoModel, tags=["networks"])
     def network_info(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
@@ -621,18 +649,18 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
         request: Request, driver: Driver, instance: Instance, key: Key
     ) -> Response:
         """Undefine the network; an active one goes on as a transient network."""
-        host = hosted(request, driver, instance)
-        ref = host.driver.lookup_network(key)
-        host.driver.undefine_network(ref)
-        hosts.remember(host, "network", ref, None)
-        return Response(status_code=204)
+        with changing(request, driver, instance) as host:
+            ref = host.driver.lookup_network(key)
+            host.driver.undefine_network(ref)
+            hosts.remember(host, "network", ref, None)
+            return Response(status_code=204)
 
     @api.post(prefix + "/networks/{key}/destroy", status_code=204, tags=["networks"])
     def destroy_network(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """Stop the network (a transient one disappears)."""
-        host = hosted(request, driver, instance)
-        host.driver.network_destroy(host.driver.lookup_network(key))
-        return Response(status_code=204)
+        with changing(request, driver, instance) as host:
+            host.driver.network_destroy(host.driver.lookup_network(key))
+            return Response(status_code=204)
 
     @api.post(
         prefix + "/networks/{key}/start",
@@ -642,9 +670,9 @@ def _host_routes(api: APIRouter, service: Service) -> None:  # noqa: PLR0915 - o
     )
     def start_network(request: Request, driver: Driver, instance: Instance, key: Key) -> Response:
         """Job: start the defined network; the result is the network."""
-        host = hosted(request, driver, instance)
-        ref = host.driver.lookup_network(key)
-        return started(host, lambda: host.driver.start_network_job(ref))
+        with changing(request, driver, instance) as host:
+            ref = host.driver.lookup_network(key)
+            return started(host, lambda: host.driver.start_network_job(ref))
 
 
 __all__ = ["create_app", "error_response", "status_for"]

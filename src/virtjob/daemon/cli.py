@@ -77,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-hosts", type=int, default=32, metavar="N", help="hosts served at most (32)"
     )
     parser.add_argument(
+        "--max-domains",
+        type=int,
+        default=64,
+        metavar="N",
+        help="domains one host may hold, counting creates and restores under way (64)",
+    )
+    parser.add_argument(
+        "--max-networks",
+        type=int,
+        default=64,
+        metavar="N",
+        help="networks one host may hold, counting creates under way (64)",
+    )
+    parser.add_argument(
         "--header-timeout",
         type=float,
         default=10.0,
@@ -159,6 +173,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         emulators.append(emulator)
     _check_range("--retain-jobs", args.retain_jobs, "finished jobs, 0 or more", low=0)
     _check_range("--max-hosts", args.max_hosts, "hosts, at least 1", low=1)
+    _check_range("--max-domains", args.max_domains, "domains, at least 1", low=1)
+    _check_range("--max-networks", args.max_networks, "networks, at least 1", low=1)
     _check_range("--shutdown-grace", args.shutdown_grace, "seconds, 0 or more", low=0)
     _check_range(
         "--header-timeout",
@@ -175,6 +191,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         token=load_token(args.token_file) if args.token_file else None,
         retain_jobs=args.retain_jobs,
         max_hosts=args.max_hosts,
+        max_domains=args.max_domains,
+        max_networks=args.max_networks,
         shutdown_grace=args.shutdown_grace,
         allow_emulators=emulators,
         allow_qemu_args=args.allow_qemu_args,

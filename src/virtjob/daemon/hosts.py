@@ -27,6 +27,20 @@ process), so readers cannot open hosts, and `--max-hosts` bounds what writers ca
 - at start, hosts with recorded definitions are reopened and replayed whatever the limit
   (they were admitted before), so a restart locks nobody out that was not locked out before.
 
+**Who keeps a host open.** Only state keeps a host counted: a change request (`changing`) that
+fails and leaves its host *pristine* (no queued or running job, and the same domains and
+networks, in the same states, as its driver's stand-in) closes the host again,
+unless another change request is at work on it; `close_host` (``DELETE
+/v1/hosts/{driver}/{instance}``) closes a pristine host on request and refuses one holding
+state. Closing forgets the host's records and calls the driver's optional ``discard_host()``
+hook (the test driver drops the simulated machine), so the host reopens fresh. An undefine of
+an object the fresh host never had leaves no tombstone (there is nothing to undo at a replay),
+and tombstones of that kind an older daemon left are purged at start.
+
+**Limits inside a host.** `admitting` serialises the requests that add a domain or network
+to a host and refuses one past ``--max-domains`` / ``--max-networks`` (objects on the host
+plus create and restore jobs not yet finished).
+
 **Confinement.** Every host the daemon opens is confined at once (`Driver.confine`) to what
 the operator allowed: file directories, excluded paths, emulators, QEMU arguments. A driver
 that cannot be confined is not served.
@@ -34,17 +48,30 @@ that cannot be confined is not served.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
+from virtjob.config import parse_domain_xml, parse_network_xml
 from virtjob.drivers import connect_driver, host_params
 from virtjob.drivers.base import Confinement, DomainRef, Driver, NetworkRef
-from virtjob.errors import InvalidArgError, NoSupportError, OperationInvalidError, VirtError
+from virtjob.errors import (
+    InvalidArgError,
+    NoDomainError,
+    NoNetworkError,
+    NoSupportError,
+    OperationInvalidError,
+    VirtError,
+)
+from virtjob.jobs import JobKind
 from virtjob.uri import parse_uri
 
 from .store import Store
@@ -129,14 +156,25 @@ class Hosts:
     thread-safe. Every host opened is confined to `confinement` (if given)."""
 
     def __init__(
-        self, store: Store, max_hosts: int, confinement: Confinement | None = None
+        self,
+        store: Store,
+        max_hosts: int,
+        confinement: Confinement | None = None,
+        *,
+        max_domains: int = 64,
+        max_networks: int = 64,
     ) -> None:
         self._store = store
         self._max_hosts = max_hosts
+        self._max_domains = max_domains
+        self._max_networks = max_networks
         self._confinement = confinement
         self._lock = threading.Lock()
         self._open: dict[str, OrderedDict[str, Hosted]] = {}
         self._stand_ins: dict[str, OrderedDict[str, Driver]] = {}
+        self._changing: dict[str, int] = {}
+        """Change requests at work on each host (`changing`): such a host is never closed."""
+        self._admission: dict[str, threading.Lock] = {}
         self._closed = False
 
     def get(
@@ -195,6 +233,160 @@ class Hosts:
                 _close(old)
             return hosted
 
+    @contextlib.contextmanager
+    def changing(self, driver: str, instance: str, params: dict[str, str]) -> Iterator[Hosted]:
+        """The host for a change request, opened if needed (as `get`), for the `with` block.
+
+        While the block runs the host is never closed. If the block raises and leaves the
+        host `pristine` with no other change request at work on it, the host is closed again
+        (see the module docs): a failed request does not keep a host open. Raises what `get`
+        raises, then whatever the block raises.
+        """
+        host = host_uri(driver, instance)
+        with self._lock:
+            self._changing[host] = self._changing.get(host, 0) + 1
+        try:
+            hosted = self.get(driver, instance, params)
+        except BaseException:
+            self._done_changing(host, failed=False)
+            raise
+        failed = True
+        try:
+            yield hosted
+            failed = False
+        finally:
+            self._done_changing(host, failed=failed)
+
+    def _done_changing(self, host: str, *, failed: bool) -> None:
+        with self._lock:
+            left = self._changing[host] - 1
+            if left:
+                self._changing[host] = left
+            else:
+                del self._changing[host]
+            if not failed or left or host in WELL_KNOWN or host not in self._open:
+                return
+            try:
+                fresh = self._pristine_why(host) is None
+            except Exception:  # the failure being answered matters more
+                log.exception("cannot tell whether %s is still pristine", host)
+                return
+            if fresh:
+                log.info("%s: closed again, the failed request left it as it was opened", host)
+                self._close_host(host)
+
+    def close_host(self, driver: str, instance: str) -> bool:
+        """Close the open host ``driver:///instance`` if it is pristine; return whether it was
+        open. Its records are forgotten, so it reopens fresh. Raises `InvalidArgError` for
+        malformed names, `OperationInvalidError` for a well-known host, one a change request
+        is at work on, or one holding state (saying which, and what to do)."""
+        host = host_uri(driver, instance)
+        if host in WELL_KNOWN:
+            raise OperationInvalidError(
+                f"{host} is a well-known host: it is always served and does not count against"
+                f" --max-hosts, so it cannot be closed"
+            )
+        with self._lock:
+            if host not in self._open:
+                return False
+            if host in self._changing:
+                raise OperationInvalidError(
+                    f"cannot close host {host}: a request is changing it right now; try again"
+                )
+            why = self._pristine_why(host)
+            if why is not None:
+                raise OperationInvalidError(
+                    f"cannot close host {host}: {why}; a host is closed only when it holds"
+                    f" nothing a fresh one would not (undefine or destroy what was added, wait"
+                    f" for or cancel its jobs), so that closing it loses nothing"
+                )
+            self._close_host(host)
+            return True
+
+    def _pristine_why(self, host: str) -> str | None:
+        """None if open `host` is pristine, else what it holds (callers hold `_lock`)."""
+        hosted = next(reversed(self._open[host].values()))
+        live = [
+            f"{job.kind} of {job.subject!r}"
+            for job in hosted.driver.list_jobs()
+            if not job.info().state.terminal
+        ]
+        if live:
+            return f"it has {len(live)} job(s) queued or running ({', '.join(live[:3])})"
+        name, _, _ = host.partition(":///")
+        fresh = self._stand_in(name, host, "").driver
+        try:
+            ours, theirs = _objects(hosted.driver), _objects(fresh)
+        except VirtError as exc:  # an object went away while we looked: not settled
+            return f"its objects changed while virtjobd looked at them ({exc.message})"
+        if ours != theirs:
+            changed = sorted({what for what, *_ in ours.symmetric_difference(theirs)})
+            listed = ", ".join(f"{kind} {label!r}" for kind, label in changed[:5])
+            return f"its objects differ from a fresh host's ({listed})"
+        return None
+
+    def _close_host(self, host: str) -> None:
+        """Close every variant of `host`, forget its records and discard it (hold `_lock`)."""
+        variants = self._open.pop(host)
+        for hosted in variants.values():
+            _close(hosted)
+        discard = getattr(hosted.driver, "discard_host", None)
+        if callable(discard):
+            try:
+                discard()
+            except Exception:
+                log.exception("discarding %s failed", host)
+        self._store.forget_definitions(host)
+        self._admission.pop(host, None)
+
+    def fresh_has(self, host: str, type_: str, uuid: str) -> bool:
+        """Whether a fresh `host` (its driver's stand-in) has the domain or network `uuid`.
+        Raises `VirtError` when the driver cannot be opened."""
+        name, _, _ = host.partition(":///")
+        with self._lock:
+            fresh = self._stand_in(name, host, "").driver
+            try:
+                if type_ == "domain":
+                    fresh.lookup_domain(uuid)
+                else:
+                    fresh.lookup_network(uuid)
+            except (NoDomainError, NoNetworkError):
+                return False
+            return True
+
+    @contextlib.contextmanager
+    def admitting(self, hosted: Hosted, type_: str, xml: str | None = None) -> Iterator[None]:
+        """Run the `with` block (which may add a domain or network to `hosted`) alone among
+        such blocks of that host, once there is room: `OperationInvalidError` when the host
+        already has ``--max-domains`` domains (``--max-networks`` networks), counting create
+        and restore jobs not yet finished. A define of `xml` that redefines an existing
+        object (same name and UUID) is always let through."""
+        with self._lock:
+            lock = self._admission.setdefault(hosted.host, threading.Lock())
+        with lock:
+            driver = hosted.driver
+            if type_ == "domain":
+                limit, option = self._max_domains, "--max-domains"
+                refs: list[Any] = list(driver.list_domains())
+                kinds: tuple[JobKind, ...] = (JobKind.DOMAIN_CREATE, JobKind.DOMAIN_RESTORE)
+            else:
+                limit, option = self._max_networks, "--max-networks"
+                refs = list(driver.list_networks())
+                kinds = (JobKind.NETWORK_CREATE,)
+            pending = [
+                job
+                for job in driver.list_jobs()
+                if job.kind in kinds and not job.info().state.terminal
+            ]
+            if len(refs) + len(pending) >= limit and not _redefines(type_, xml, refs):
+                raise OperationInvalidError(
+                    f"host {hosted.host} already has {len(refs)} {type_}s"
+                    + (f" and {len(pending)} being created or restored" if pending else "")
+                    + f", the most virtjobd's {option} ({limit}) allows; undefine or destroy"
+                    f" one first, or ask the operator to restart virtjobd with a larger {option}"
+                )
+            yield
+
     def _stand_in(self, driver: str, host: str, query: str) -> Hosted:
         """The stand-in that answers reads of `host` (callers hold `_lock`)."""
         proto = f"{driver}:///{PROTOTYPE}"
@@ -235,9 +427,27 @@ class Hosts:
     def remember(
         self, hosted: Hosted, type_: str, ref: DomainRef | NetworkRef, xml: str | None
     ) -> None:
-        """Record a define (`xml`) or an undefine (None) for replay, if the driver needs it."""
-        if hosted.keeps_definitions:
+        """Record a define (`xml`) or an undefine (None) for replay, if the driver needs it.
+
+        An undefine of an object a fresh host does not have leaves no tombstone: its records
+        are dropped (a replay would have nothing to undo). Raises `InternalError` if the store
+        fails."""
+        if not hosted.keeps_definitions:
+            return
+        if xml is None and not self._fresh_has_safe(hosted.host, type_, str(ref.uuid)):
+            self._store.forget_definition(hosted.host, type_, str(ref.uuid))
+        else:
             self._store.record_definition(hosted.host, type_, str(ref.uuid), ref.name, xml)
+
+    def _fresh_has_safe(self, host: str, type_: str, uuid: str) -> bool:
+        """`fresh_has`, True (keep the tombstone) when it cannot be told."""
+        try:
+            return self.fresh_has(host, type_, uuid)
+        except VirtError as exc:
+            log.warning(
+                "%s: cannot tell whether a fresh host has %s %s: %s", host, type_, uuid, exc
+            )
+            return True
 
     def open_hosts(self) -> list[str]:
         """The URIs of the hosts opened so far."""
@@ -279,7 +489,13 @@ class Hosts:
                 )
 
     def preload(self) -> None:
-        """Open every host that has recorded definitions, replaying them now (at start-up)."""
+        """Open every host that has recorded definitions, replaying them now (at start-up).
+
+        Tombstones of objects a fresh host does not have are purged first (they undo
+        nothing), so a host with nothing else recorded is not reopened."""
+        for item in self._store.definitions():
+            if item.xml is None and not self._fresh_has_safe(item.host, item.type, item.uuid):
+                self._store.forget_definition(item.host, item.type, item.uuid)
         for host in dict.fromkeys(item.host for item in self._store.definitions()):
             driver, _, instance = host.partition(":///")
             try:
@@ -301,6 +517,29 @@ class Hosts:
             self._stand_ins.clear()
         for hosted in opened:
             _close(hosted)
+
+
+def _objects(driver: Driver) -> set[tuple[tuple[str, str], str, Any]]:
+    """What a host holds, to compare with a fresh one: every domain's and network's info,
+    without the run id (a fresh host numbers its domains afresh)."""
+    held: set[tuple[tuple[str, str], str, Any]] = set()
+    for ref in driver.list_domains():
+        info = dataclasses.replace(driver.domain_info(ref), id=None)
+        held.add((("domain", ref.name), str(ref.uuid), info))
+    for net in driver.list_networks():
+        held.add((("network", net.name), str(net.uuid), driver.network_info(net)))
+    return held
+
+
+def _redefines(type_: str, xml: str | None, refs: list[Any]) -> bool:
+    """Whether `xml` redefines one of `refs` (same name and UUID): it adds nothing."""
+    if xml is None:
+        return False
+    try:
+        config = parse_domain_xml(xml) if type_ == "domain" else parse_network_xml(xml)
+    except VirtError:
+        return False  # the define itself says what is wrong
+    return any(ref.name == config.name and ref.uuid == config.uuid for ref in refs)
 
 
 def _close(hosted: Hosted) -> None:

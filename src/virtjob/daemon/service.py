@@ -39,6 +39,10 @@ class Settings:
     token: str | None = None
     retain_jobs: int = 1000
     max_hosts: int = 32
+    max_domains: int = 64
+    """Domains one host may hold (defined, running, or being created or restored)."""
+    max_networks: int = 64
+    """Networks one host may hold (defined, active, or being created)."""
     shutdown_grace: float = 10.0
     max_body: int = 2 << 20
     allow_emulators: list[str] = field(default_factory=list)
@@ -66,7 +70,13 @@ class Service:
             emulators=tuple(settings.allow_emulators),
             qemu_args=settings.allow_qemu_args,
         )
-        self.hosts = Hosts(store, settings.max_hosts, self.confinement)
+        self.hosts = Hosts(
+            store,
+            settings.max_hosts,
+            self.confinement,
+            max_domains=settings.max_domains,
+            max_networks=settings.max_networks,
+        )
         self.recorder = Recorder(store, settings.retain_jobs)
         self.stopping = False
         self._lock_fds: tuple[int, ...] = ()

@@ -11,7 +11,11 @@ Two tables:
   for one undefined through it, in the order they happened; replayed on a fresh host at start.
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a ``kill -9`` of the daemon loses
-at most the last throttled progress snapshot, never a committed row. One connection is shared
+at most the last throttled progress snapshot, never a committed row. It runs with
+``auto_vacuum=INCREMENTAL`` (an older file is converted once, at open): once deletes have
+freed more than `RECLAIM_PAGES` pages, they are given back to the file system
+(``incremental_vacuum``, then a checkpoint that truncates the WAL), so the file shrinks again
+after large definitions are undefined or jobs pruned. One connection is shared
 by the daemon's threads behind a lock. Every method raises `InternalError` if SQLite fails.
 """
 
@@ -33,6 +37,10 @@ from virtjob.jobs import JobInfo
 log = logging.getLogger("virtjob.daemon")
 
 SCHEMA_VERSION = 1
+RECLAIM_PAGES = 256
+"""Free pages (of 4 KiB) past which deleted space is given back to the file system."""
+WAL_LIMIT = 4 << 20
+"""Bytes a checkpointed WAL file is truncated to (``journal_size_limit``)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id               TEXT PRIMARY KEY,
@@ -152,7 +160,11 @@ class Store:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: incremental
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                self._db.execute("VACUUM")  # converts an older file; instant on a new one
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -178,6 +190,17 @@ class Store:
                     self._db.execute("ROLLBACK")
                     raise
                 self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise InternalError(f"state database {self.path} failed: {exc}") from exc
+
+    def _reclaim(self) -> None:
+        """Give free pages back to the file system once there are many (see the module docs)."""
+        with self._lock:
+            try:
+                if self._db.execute("PRAGMA freelist_count").fetchone()[0] > RECLAIM_PAGES:
+                    # executescript steps it to the end (execute frees one page per step)
+                    self._db.executescript("PRAGMA incremental_vacuum;")
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.Error as exc:
                 raise InternalError(f"state database {self.path} failed: {exc}") from exc
 
@@ -263,7 +286,9 @@ class Store:
     def delete_job(self, job_id: str) -> bool:
         """Forget job `job_id`; return whether there was such a row."""
         with self._tx() as db:
-            return db.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0
+            deleted = db.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0
+        self._reclaim()
+        return deleted
 
     def prune(self, keep: int, exempt: Collection[str] = ()) -> list[str]:
         """Delete all but the `keep` most recently ended final jobs; return the deleted ids.
@@ -277,6 +302,8 @@ class Store:
             ).fetchall()
             ids = [row[0] for row in rows if row[0] not in exempt][keep:]
             db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
+        if ids:
+            self._reclaim()
         return ids
 
     def interrupt_unfinished(self, messages: Mapping[str, str]) -> list[JobRow]:
@@ -315,6 +342,16 @@ class Store:
                 "INSERT INTO definitions (host, type, uuid, name, xml) VALUES (?, ?, ?, ?, ?)",
                 (host, type_, uuid, name, xml),
             )
+        self._reclaim()
+
+    def forget_definition(self, host: str, type_: str, uuid: str) -> None:
+        """Drop the record (definition or tombstone) of one object of `host`: for an undefine
+        that leaves nothing a replay would have to undo."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM definitions WHERE host=? AND type=? AND uuid=?", (host, type_, uuid)
+            )
+        self._reclaim()
 
     def forget_definitions(self, host: str) -> int:
         """Drop every recorded definition and undefine of `host`; return how many there were.
@@ -323,7 +360,9 @@ class Store:
         only replay stale XML over the driver's.
         """
         with self._tx() as db:
-            return db.execute("DELETE FROM definitions WHERE host=?", (host,)).rowcount
+            count: int = db.execute("DELETE FROM definitions WHERE host=?", (host,)).rowcount
+        self._reclaim()
+        return count
 
     def definitions(self) -> list[Definition]:
         """Every recorded definition and undefine, in the order they happened."""
