@@ -384,7 +384,7 @@ def test_a_path_that_is_not_utf8_is_a_400_and_nothing_starts(
             error = answer.json()
             assert error["code"] == "invalid-arg"
             assert "\\udcff" in error["message"]  # shown escaped, so any terminal prints it
-            assert "send valid text" in error["message"]
+            assert "path is not valid UTF-8 text" in error["message"]
         answer = _post_raw(client, f"{base}/domains", b'{"xml": "<domain>\\udcff</domain>"}')
         assert answer.status_code == 400, answer.text
         assert client.get(f"{base}/domains/test").json()["state"] == "running"

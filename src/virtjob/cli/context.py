@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import click
 import virtjob
 from virtjob.cli.output import CliError, ExitCode, xml_error_message
 from virtjob.errors import InvalidArgError, NoSupportError, XMLError
+from virtjob.paths import is_text, printable
 from virtjob.uri import parse_uri
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +45,20 @@ class App:
             except (InvalidArgError, NoSupportError) as exc:
                 raise CliError(str(exc), ExitCode.USAGE) from exc
         return self._conn
+
+    def file_path(self, file: str) -> str:
+        """`file` made absolute, to hand to a save, restore or dump. Through a daemon (whose
+        API carries text) a name that is not valid UTF-8 is refused here, before anything is
+        sent: `CliError` (usage) saying so and to rename the file."""
+        path = os.path.abspath(file)
+        if not self.in_process and not is_text(path):
+            raise CliError(
+                f"{printable(path)}: the path is not valid UTF-8 text (a byte shown as"
+                f" \\udcXX is not UTF-8), and virtjobd takes only text paths; rename the file"
+                f" (and any directory on the way) to a UTF-8 name",
+                ExitCode.USAGE,
+            )
+        return path
 
     def close(self) -> None:
         """Close the connection if it was opened."""

@@ -4,7 +4,6 @@ suspend, resume, shutdown, save, restore, dump."""
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import click
@@ -382,8 +381,8 @@ def save(app: App, domain: str, file: str, background: bool, as_json: bool) -> N
       virtjob save test /var/tmp/test.save
       virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' save --bg test /var/tmp/t.save
     """
+    path = app.file_path(file)  # refused before anything is sent
     dom = app.conn.lookup_domain(domain)
-    path = os.path.abspath(file)
     run_long(
         app,
         lambda: dom.save_job(path),
@@ -411,7 +410,7 @@ def restore(app: App, file: str, background: bool, as_json: bool) -> None:
       virtjob save test /var/tmp/test.save && virtjob restore /var/tmp/test.save
     """
     app.require_lasting_guests("restore")
-    path = os.path.abspath(file)
+    path = app.file_path(file)
     run_long(
         app,
         lambda: app.conn.restore_job(path),
@@ -434,8 +433,8 @@ def dump(app: App, domain: str, file: str, background: bool, as_json: bool) -> N
     Example:
       virtjob dump test /var/tmp/test.core
     """
+    path = app.file_path(file)  # refused before anything is sent
     dom = app.conn.lookup_domain(domain)
-    path = os.path.abspath(file)
     run_long(
         app,
         lambda: dom.dump_core_job(path),

@@ -43,6 +43,7 @@ from .models import (
     HostModel,
     JobModel,
     NetworkInfoModel,
+    NotTextError,
     PathBody,
     RefModel,
     ShutdownBody,
@@ -59,6 +60,13 @@ MAX_WAIT = 60.0
 """Longest long-poll a client may ask for, in seconds."""
 KEEPALIVE = 15.0
 """Seconds between two keep-alive comments on a quiet event stream."""
+MAX_INTERVAL = 60.0
+"""Longest coalescing interval of an event stream, in seconds."""
+_QUERY_MEANING = {
+    "timeout": f"a number of seconds from 0 to {MAX_WAIT:g}",
+    "interval": f"a number of seconds from 0 to {MAX_INTERVAL:g}",
+}
+"""What the numeric query parameters take, for the message refusing another value."""
 
 _STATUS: dict[ErrorCode, int] = {
     ErrorCode.NO_DOMAIN: 404,
@@ -188,7 +196,17 @@ def _install_error_handlers(app: FastAPI) -> None:
                 reason = item.get("ctx", {}).get("error", "invalid JSON")
                 problems.append(f"the body is not valid JSON ({reason})")
                 continue
-            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+            cause = item.get("ctx", {}).get("error")
+            if isinstance(cause, NotTextError):  # says which field and what to do itself
+                problems.append(str(cause))
+                continue
+            loc = item.get("loc", ())
+            if len(loc) == 2 and loc[0] == "query" and loc[1] in _QUERY_MEANING:
+                problems.append(
+                    f"{loc[1]} must be {_QUERY_MEANING[loc[1]]}, not {item.get('input')!r}"
+                )
+                continue
+            where = ".".join(str(part) for part in loc if part != "body")
             problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
         return error_response(InvalidArgError("malformed request: " + "; ".join(problems)))
 
@@ -279,7 +297,8 @@ def _job_routes(api: APIRouter, service: Service) -> None:
     async def job_events(
         job_id: JobId,
         interval: Annotated[
-            float, Query(ge=0, le=60, description="Coalesce changes closer than this (s).")
+            float,
+            Query(ge=0, le=MAX_INTERVAL, description="Coalesce changes closer than this (s)."),
         ] = 0.0,
     ) -> Response:
         """Server-sent events: one ``info`` event per change of the job, the last one final.

@@ -9,26 +9,41 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from virtjob.domain import MAX_FORCE_AFTER
 from virtjob.errors import ErrorCode
 from virtjob.jobs import JobKind, JobState
+from virtjob.paths import printable
 
 _STRICT = ConfigDict(extra="forbid")
 
 
-def valid_text(value: str) -> str:
+_WHAT_TO_DO = {
+    "path": "rename the file (and any directory on the way) to a UTF-8 name",
+    "xml": "send the document as UTF-8 text",
+}
+
+
+class NotTextError(ValueError):
+    """A request field that is not valid text; its message names the field and what to do
+    (the API's validation answer uses the message as it is)."""
+
+
+def valid_text(value: str, info: ValidationInfo) -> str:
     """Refuse a string UTF-8 cannot encode: a JSON ``\\udcff`` escape (lone surrogate) stands
-    for a byte that is not text, e.g. from a file name that is not UTF-8."""
+    for a byte that is not text, e.g. from a file name that is not UTF-8. Raises
+    `NotTextError` naming the field (`info.field_name`), keeping the encoding error as its
+    cause."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        bad = value[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
-        raise ValueError(
-            f"it holds {bad} at position {exc.start}, which is not a character (a lone"
-            f" surrogate, e.g. a byte of a name that is not UTF-8); send valid text"
-        ) from None
+        field = info.field_name or "a field"
+        raise NotTextError(
+            f"{field} is not valid UTF-8 text: it holds {printable(value[exc.start : exc.end])}"
+            f" at position {exc.start}, a byte that is not UTF-8 (sent as a lone surrogate);"
+            f" {_WHAT_TO_DO.get(field, 'send valid UTF-8 text')}"
+        ) from exc
     return value
 
 
