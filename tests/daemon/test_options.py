@@ -32,6 +32,8 @@ def _start_fails(*args: str) -> subprocess.CompletedProcess[str]:
         ("--max-connections", "0", "at least 1"),
         ("--retain-jobs", "-1", "0 or more"),
         ("--max-hosts", "0", "at least 1"),
+        ("--max-domains", "0", "at least 1"),
+        ("--max-networks", "0", "at least 1"),
         ("--shutdown-grace", "-1", "0 or more"),
         ("--shutdown-grace", "inf", "0 or more"),
     ],
