@@ -8,6 +8,7 @@ paused, not crashed; once QEMU runs again the guest is intact.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -56,8 +57,10 @@ def test_cancel_with_a_stopped_qemu_ends_within_a_second(
         error = job.error()
         assert isinstance(error, virtjob.OperationFailedError)
         assert f"the {operation} of domain 'big' was cancelled" in error.message
-        assert f"(pid {pid}) is stopped" in error.message
-        assert "did not answer" in error.message
+        assert f"(pid {pid}) was stopped (by a signal)" in error.message
+        assert "virtjob gave up on it at once" in error.message
+        assert "in time" not in error.message, "it gave up at once, without waiting"
+        assert "if the domain still runs" in error.message, "true even once it is gone"
         assert_no_file(target)
         asked = time.monotonic()
         assert big.dom.state() is DomainState.PAUSED
@@ -233,3 +236,67 @@ def test_qemu_stopping_during_any_undo_step_keeps_cancel_within_a_second(
     assert env.pid(big.dom) == pid
     assert_same_memory(env.memory_at(big.dom, len(big.pattern)), big.pattern)
     assert_no_file(target)
+
+
+@pytest.mark.parametrize("operation", sorted(STARTERS))
+def test_a_dump_after_a_cancel_that_gave_up_waits_for_qemu_to_unwind(
+    env: QemuEnv, big: Guest, operation: str
+) -> None:
+    """A save or dump cancelled while QEMU is stopped leaves QEMU to unwind it once it runs
+    again. A dump asked for meanwhile is refused within a second, saying QEMU is stopped and
+    has not unwound the earlier job (it used to wait 30 s for QEMU to answer, then fail); one
+    asked for the moment QEMU runs again waits for QEMU to finish unwinding, then dumps the
+    intact guest."""
+    pid = env.pid(big.dom)
+    target = Path(env.path(f"big.{operation}"))
+    job = STARTERS[operation](big.dom, str(target))
+    first_progress(job)
+    second = Path(env.path("second.core"))
+    with stopped(pid):
+        job.cancel()
+        assert job.wait(timeout=DEADLINE).state is JobState.FAILED
+        again = big.dom.dump_core_job(str(second))
+        asked = time.monotonic()
+        info = again.wait(timeout=DEADLINE)  # TimeoutError: it waited on the stopped QEMU
+        assert time.monotonic() - asked < DEADLINE
+        assert info.state is JobState.FAILED
+        error = again.error()
+        assert isinstance(error, virtjob.OperationFailedError)
+        assert "cannot dump domain 'big'" in error.message
+        assert f"has not finished unwinding the {operation}" in error.message
+        assert "stopped (by a signal)" in error.message
+        assert_no_file(second)
+    # QEMU runs again: dump at once, without waiting for it to settle first.
+    assert_same_memory(env.memory_at(big.dom, len(big.pattern)), big.pattern)
+    if operation == "save":
+        assert big.dom.state() is DomainState.PAUSED, "a cancelled save leaves it paused"
+        big.dom.resume()
+    assert big.dom.state() is DomainState.RUNNING
+    assert env.pid(big.dom) == pid
+    assert_no_file(target)
+
+
+def test_destroying_a_stopped_qemu_logs_no_error(
+    env: QemuEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """destroy of a QEMU that is stopped with a command unread: the connection reset that
+    follows is what virtjob asked for, so qemu.qmp's complaint about it is logged at DEBUG,
+    not as an error (nor a warning)."""
+    guest = env.create("quiet")
+    with env.host.lock:
+        process = env.host.domains[guest.dom.uuid].process
+    assert process is not None
+    caplog.set_level(logging.DEBUG, logger="qemu.qmp")
+    with stopped(process.pid):
+        with pytest.raises(virtjob.OperationFailedError, match="did not answer"):
+            process.monitor.execute("query-status", timeout=0.1)  # stays unread: a reset
+        guest.dom.destroy()
+    assert state_or_gone(guest.dom) is None
+    loud = [
+        f"{r.levelname} {r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.name.startswith("qemu.qmp") and r.levelno >= logging.WARNING
+    ]
+    assert loud == []
+    demoted = [r.getMessage() for r in caplog.records if r.name.startswith("qemu.qmp")]
+    assert any("Connection" in m or "Reset" in m for m in demoted), demoted

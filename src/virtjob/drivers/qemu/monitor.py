@@ -59,10 +59,41 @@ class EventLoopThread:
         raise TimeoutError
 
 
-def _late_answers(record: logging.LogRecord) -> bool:
-    """Drop qemu.qmp's warning about an answer to a command we stopped waiting for (a cancel
-    or a timeout abandons it on purpose; QEMU answers once it runs again)."""
-    return not str(record.msg).startswith("Unknown ID")
+class _ClientLogger(logging.Logger):
+    """The logger one `Monitor` gives its `QMPClient`: qemu.qmp's own messages, under its own
+    logger name, except that what virtjob brought about on purpose is not reported as a
+    problem. Warnings and errors are demoted to DEBUG when they are
+
+    - an answer to a command we stopped waiting for ("Unknown ID": a cancel or a timeout
+      abandons it on purpose; QEMU answers once it runs again), or
+    - anything logged once the monitor's disconnect is expected (`Monitor.expect_disconnect`:
+      virtjob is killing QEMU or asked it to quit, so a reset connection or a failed flush
+      is how that ends, not an error).
+
+    It is not registered with `logging` (one per QEMU process, none kept): whether a level is
+    enabled is asked of qemu.qmp's registered logger, its parent, so level changes apply.
+    """
+
+    def __init__(self, parent: logging.Logger, monitor: Monitor) -> None:
+        super().__init__(parent.name)
+        self.parent = parent
+        self._monitor = monitor
+
+    def isEnabledFor(self, level: int) -> bool:
+        """Whether `level` is enabled (asked of the registered parent: no stale cache)."""
+        assert self.parent is not None
+        return self.parent.isEnabledFor(level)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        """Demote an expected warning or error to DEBUG (see the class docs), then log it."""
+        if record.levelno > logging.DEBUG and (
+            self._monitor.disconnect_expected or str(record.msg).startswith("Unknown ID")
+        ):
+            if not self.isEnabledFor(logging.DEBUG):
+                return
+            record.levelno = logging.DEBUG
+            record.levelname = logging.getLevelName(logging.DEBUG)
+        super().handle(record)
 
 
 class RefusedError(OperationFailedError):
@@ -126,8 +157,15 @@ class Monitor:
         self._loop = loop
         self._domain = domain
         self._client = QMPClient(domain)
-        self._client.logger.addFilter(_late_answers)
+        self._client.logger = _ClientLogger(self._client.logger, self)
         self._lock = threading.Lock()
+        self.disconnect_expected = False
+        """Set by `expect_disconnect`: the connection is about to end on purpose."""
+
+    def expect_disconnect(self) -> None:
+        """Say that the connection is about to end on purpose (virtjob kills QEMU or asked it
+        to quit): qemu.qmp's complaints about it are then logged at DEBUG only."""
+        self.disconnect_expected = True
 
     def connect(self, sock: socket.socket, timeout: float) -> None:
         """Greet QEMU over `sock` and negotiate capabilities."""
@@ -185,6 +223,7 @@ class Monitor:
 
     def close(self) -> None:
         """Disconnect; harmless when QEMU has already gone."""
+        self.expect_disconnect()
         # QEMU may be gone already; qemu.qmp can even trip its own assertions then.
         with contextlib.suppress(Exception):
             self._loop.run(self._client.disconnect(), 5.0)

@@ -120,6 +120,10 @@ class QemuProcess:
         """Why virtjob killed this QEMU (e.g. "the domain was destroyed"), for job errors."""
         self.log_offset = 0
         """Where this process's own output starts in its (shared, appended) log file."""
+        self.unwinding: str | None = None
+        """"save" or "dump" while QEMU may still be unwinding one whose undo gave up on it
+        (QEMU did not answer then); the next save or dump waits for it first. Set and cleared
+        by the job workers (one job per domain at a time)."""
         self.ended = threading.Event()
         self.exited = threading.Event()
         self._on_exit = on_exit
@@ -214,6 +218,7 @@ class QemuProcess:
     def send_kill(self, reason: str | None = None) -> None:
         """Send QEMU SIGKILL and return at once (see `kill`); safe under any lock."""
         self.expected_exit = True
+        self.monitor.expect_disconnect()
         if reason is not None and self.kill_reason is None:
             self.kill_reason = reason
         if self.proc.poll() is None:
@@ -223,6 +228,7 @@ class QemuProcess:
     def quit(self, timeout: float = 10.0) -> None:
         """Ask QEMU to exit (QMP ``quit``); kill it if it has not after `timeout` seconds."""
         self.expected_exit = True
+        self.monitor.expect_disconnect()
         with contextlib.suppress(OperationFailedError):  # the monitor closing is how quit ends
             self.monitor.execute("quit", timeout=timeout)
         if not self.exited.wait(timeout):

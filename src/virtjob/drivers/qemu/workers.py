@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,9 @@ before it is declared unresponsive."""
 UNDO_DEADLINE = 0.85
 """Seconds the whole undoing of a save or dump may take (every command, every wait for QEMU to
 settle): keeps a cancel within the engine's one second."""
+UNWIND_TIMEOUT = 5.0
+"""Seconds a save or dump waits, before it starts, for QEMU to finish unwinding an earlier
+save or dump whose undo gave up on it (QEMU did not answer then)."""
 
 Worker = Callable[[JobContext], object]
 
@@ -136,21 +140,67 @@ def _execute(
         raise
 
 
-_SAVE_LEFT = "the guest is left paused: resume the domain once QEMU answers again, or destroy it"
+_SAVE_LEFT = (
+    "the guest was left paused: if the domain still runs, resume it once QEMU answers again,"
+    " or destroy it"
+)
 
 
-def _unresponsive(process: QemuProcess, what: str, left: str = _SAVE_LEFT) -> OperationFailedError:
-    """The error of a job whose undo QEMU did not answer: what happened and what is left."""
-    state = "stopped (by a signal)" if process.stopped() else "not answering"
+def _unresponsive(
+    process: QemuProcess, what: str, hung: _Hung, left: str = _SAVE_LEFT
+) -> OperationFailedError:
+    """The error of a job whose undo QEMU did not answer: what happened and what is left.
+
+    Worded to stay true in a job's history: the domain may be gone by the time it is read.
+    """
+    if not hung.waited:
+        happened = (
+            "was stopped (by a signal), so it could not answer and virtjob gave up on it at once"
+        )
+    else:
+        now = "stopped (by a signal)" if process.stopped() else "busy or hung"
+        happened = (
+            f"did not answer in time ({UNDO_TIMEOUT} s a command, {UNDO_DEADLINE} s in all;"
+            f" it was {now}), so virtjob gave up on it"
+        )
     return OperationFailedError(
-        f"{what}; QEMU for domain {process.domain!r} (pid {process.pid}) is {state} and did not"
-        f" answer in time ({UNDO_TIMEOUT} s a command, {UNDO_DEADLINE} s in all), so virtjob"
-        f" gave up on it: no partial file remains; {left}"
+        f"{what}; QEMU for domain {process.domain!r} (pid {process.pid}) {happened}:"
+        f" no partial file remains; {left}"
     )
 
 
+_MIGRATING = frozenset({"active", "setup", "cancelling", "device", "pre-switchover"})
+"""``query-migrate`` states of a migration QEMU has not finished or given up."""
+_STOPPED_BY_JOB = frozenset({"save-vm", "finish-migrate"})
+"""``query-status`` states in which QEMU holds the guest for a save or dump of its own."""
+_UNWIND_QUERIES: dict[str, tuple[str, AbstractSet[str]]] = {
+    "save": ("query-migrate", _MIGRATING),
+    "dump": ("query-dump", frozenset({"active"})),
+}
+"""For a save or dump QEMU may still be unwinding: the query that says how it stands, and its
+states that mean it has not finished."""
+
+
+def _give_up(
+    process: QemuProcess,
+    hung: _Hung | None,
+    what: str,
+    cause: BaseException | None = None,
+    left: str = _SAVE_LEFT,
+) -> None:
+    """Raise the `_unresponsive` error (from `cause`) when the undo gave up (`hung`)."""
+    if hung is not None:
+        raise _unresponsive(process, what, hung, left) from cause
+
+
 class _Hung(Exception):
-    """QEMU is alive but did not answer (or settle) within the undo's time: give up on it."""
+    """QEMU is alive but did not answer (or settle) within the undo's time: give up on it.
+
+    `waited` is False when virtjob gave up without waiting (QEMU stopped by a signal)."""
+
+    def __init__(self, waited: bool) -> None:
+        super().__init__("QEMU did not answer in time" if waited else "QEMU is stopped")
+        self.waited = waited
 
 
 class Undo:
@@ -174,10 +224,10 @@ class Undo:
         if process.exited.is_set():
             return None
         if process.stopped():
-            raise _Hung
+            raise _Hung(waited=False)
         timeout = min(UNDO_TIMEOUT, self.deadline - time.monotonic())
         if timeout <= 0:
-            raise _Hung
+            raise _Hung(waited=True)
         hook = Undo.before_command
         if hook is not None:
             hook(process, command)
@@ -186,12 +236,12 @@ class Undo:
         except NoAnswerError:
             if process.ended.is_set():
                 return None
-            raise _Hung from None
+            raise _Hung(waited=True) from None
         except OperationFailedError:
             return None  # refused (nothing to undo) or QEMU gone: either way it is not hanging
         return answer if isinstance(answer, dict) else {}
 
-    def settle(self, query: str, busy: set[str]) -> str | None:
+    def settle(self, query: str, busy: AbstractSet[str]) -> str | None:
         """Poll `query` until its status leaves `busy`; that status (None if QEMU has gone).
 
         Raises `_Hung` when the undo's deadline comes first.
@@ -203,15 +253,80 @@ class Undo:
             if answer is not None and str(answer.get("status")) not in busy:
                 return str(answer.get("status"))
             if self.deadline - time.monotonic() <= POLL:
-                raise _Hung
+                raise _Hung(waited=True)
             time.sleep(POLL)  # QEMU announces no event we could wait on for this
 
     def resume(self, prior: str) -> None:
         """Put the guest back to running if it was, once QEMU has finished unwinding."""
         if self.process.exited.is_set() or prior != "running":
             return
-        self.settle("query-status", {"save-vm", "finish-migrate"})
+        self.settle("query-status", _STOPPED_BY_JOB)
         self.execute("cont")
+
+
+def _left_unwinding(process: QemuProcess, kind: str, hung: _Hung) -> _Hung:
+    """Mark `process` as still unwinding the save or dump (`kind`) whose undo gave up on it,
+    so the next save or dump waits for it first (`_await_unwound`); return `hung`."""
+    process.unwinding = kind
+    return hung
+
+
+def _unwound(process: QemuProcess, kind: str, deadline: float) -> bool:
+    """Whether QEMU says it has finished unwinding the abandoned `kind` ("save" or "dump"):
+    that job's stream is over and QEMU no longer holds the guest for it. A command QEMU does
+    not answer by `deadline` (at most `UNDO_TIMEOUT` each) counts as not yet."""
+    query, busy = _UNWIND_QUERIES[kind]
+    for command, unfinished in ((query, busy), ("query-status", _STOPPED_BY_JOB)):
+        timeout = min(UNDO_TIMEOUT, deadline - time.monotonic())
+        if timeout <= 0:
+            return False
+        try:
+            answer = process.monitor.execute(command, timeout=timeout)
+        except NoAnswerError:
+            return False
+        except OperationFailedError:
+            if process.ended.wait(1.0):
+                return True  # gone: nothing to wait for; the job's next command says so
+            raise
+        if str(answer.get("status")) in unfinished:
+            return False
+    return True
+
+
+def _await_unwound(ctx: JobContext, process: QemuProcess, waker: Waker, action: str) -> None:
+    """Before a save or dump: if an earlier save or dump of this QEMU was given up on while
+    QEMU did not answer (`QemuProcess.unwinding`), wait until QEMU has unwound it, at most
+    `UNWIND_TIMEOUT` seconds, so the new job never meets QEMU still busy with the old one
+    (a second dump started while the first one's thread is still cleaning up shares QEMU's
+    one dump state with it).
+
+    Raises `_Cancelled` on a cancel, and `OperationFailedError` at once when QEMU is stopped
+    by a signal, or when it has not unwound in time (or does not answer), saying so.
+    """
+    kind = process.unwinding
+    if kind is None:
+        return
+    what = (
+        f"cannot {action} domain {process.domain!r}: its QEMU (pid {process.pid}) has not"
+        f" finished unwinding the {kind} that was given up on while it did not answer"
+    )
+    deadline = time.monotonic() + UNWIND_TIMEOUT
+    while True:
+        if process.stopped():
+            raise OperationFailedError(
+                f"{what}; it is stopped (by a signal): try again once it runs, or destroy"
+                f" the domain"
+            )
+        if _unwound(process, kind, deadline):
+            process.unwinding = None
+            return
+        if time.monotonic() >= deadline:
+            raise OperationFailedError(
+                f"{what}, and still had not {UNWIND_TIMEOUT} s later (or does not answer);"
+                f" try again later, or destroy the domain"
+            )
+        if waker.nap(ctx, POLL):  # QEMU announces no event we could wait on for this
+            raise _Cancelled
 
 
 # -- create and start ----------------------------------------------------------------------
@@ -310,6 +425,7 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Plan:
 
     def save(ctx: JobContext) -> None:
         domain, process = host.running_process(ref, "save")
+        _await_unwound(ctx, process, waker, "save")
         prior = str(_execute(process, waker, "save", "query-status").get("status"))
         xml = format_domain_xml(domain.config)
         read_fd, write_fd = make_pipe()
@@ -340,14 +456,11 @@ def save_domain(host: QemuHost, ref: DomainRef, path: str) -> Plan:
                     _execute(process, waker, "save", "migrate", {"uri": "fd:virtjob-save"})
                     _follow_migration(ctx, process, pump, waker)
                 except _Cancelled:
-                    if not _abandon_migration(process, pump, prior):
-                        raise _unresponsive(
-                            process, f"the save of domain {ref.name!r} was cancelled"
-                        ) from None
+                    hung = _abandon_migration(process, pump, prior)
+                    _give_up(process, hung, f"the save of domain {ref.name!r} was cancelled")
                     raise
                 except OperationFailedError as exc:
-                    if not _abandon_migration(process, pump, prior):
-                        raise _unresponsive(process, exc.message) from exc
+                    _give_up(process, _abandon_migration(process, pump, prior), exc.message, exc)
                     raise
                 except BaseException:
                     _abandon_migration(process, pump, prior)
@@ -454,24 +567,25 @@ def _migration_error(process: QemuProcess) -> str:
     return str(info.get("error-desc") or f"migration {info.get('status', 'state unknown')}")
 
 
-def _abandon_migration(process: QemuProcess, pump: PipeToSink, prior: str) -> bool:
+def _abandon_migration(process: QemuProcess, pump: PipeToSink, prior: str) -> _Hung | None:
     """Cancel the migration, stop the pump and put the guest back as it was (`Undo`).
 
-    Returns False, the guest left paused, when QEMU is alive but does not answer in time.
+    Returns the `_Hung` when QEMU is alive but does not answer in time (the guest left
+    paused, the process marked as still unwinding the save: `_await_unwound`), else None.
     """
     undo = Undo(process)
     try:
         undo.execute("migrate_cancel")
-    except _Hung:
-        return False
+    except _Hung as hung:
+        return _left_unwinding(process, "save", hung)
     finally:
         pump.stop()
     try:
-        undo.settle("query-migrate", {"active", "setup", "cancelling", "device"})
+        undo.settle("query-migrate", _MIGRATING)
         undo.resume(prior)
-    except _Hung:
-        return False
-    return True
+    except _Hung as hung:
+        return _left_unwinding(process, "save", hung)
+    return None
 
 
 # -- restore -------------------------------------------------------------------------------
@@ -624,6 +738,7 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
 
     def dump(ctx: JobContext) -> None:
         _, process = host.running_process(ref, "dump")
+        _await_unwound(ctx, process, waker, "dump")
         prior = str(_execute(process, waker, "dump", "query-status").get("status"))
         read_fd, write_fd = make_pipe()
         what = f"a core dump of domain {ref.name!r}"
@@ -648,14 +763,13 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
                 )
                 _follow_dump(ctx, process, pump, waker)
             except _Cancelled:
-                if not _abandon_dump(process, pump, prior):
-                    raise _unresponsive(
-                        process, f"the dump of domain {ref.name!r} was cancelled", _DUMP_LEFT
-                    ) from None
+                hung = _abandon_dump(process, pump, prior)
+                what = f"the dump of domain {ref.name!r} was cancelled"
+                _give_up(process, hung, what, left=_DUMP_LEFT)
                 raise
             except OperationFailedError as exc:
-                if not _abandon_dump(process, pump, prior):
-                    raise _unresponsive(process, exc.message, _DUMP_LEFT) from exc
+                hung = _abandon_dump(process, pump, prior)
+                _give_up(process, hung, exc.message, exc, _DUMP_LEFT)
                 raise
             except BaseException:
                 _abandon_dump(process, pump, prior)
@@ -665,7 +779,10 @@ def dump_core(host: QemuHost, ref: DomainRef, path: str) -> Plan:
     return Plan(work, on_cancel=waker.cancel)
 
 
-_DUMP_LEFT = "QEMU resumes the guest by itself once it runs again (or destroy the domain)"
+_DUMP_LEFT = (
+    "if the domain still runs, QEMU resumes the guest by itself once it runs again, and the"
+    " domain's next save or dump waits for that (or destroy the domain)"
+)
 
 
 def _follow_dump(ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker: Waker) -> None:
@@ -687,17 +804,18 @@ def _follow_dump(ctx: JobContext, process: QemuProcess, pump: PipeToSink, waker:
             )
 
 
-def _abandon_dump(process: QemuProcess, pump: PipeToSink, prior: str) -> bool:
+def _abandon_dump(process: QemuProcess, pump: PipeToSink, prior: str) -> _Hung | None:
     """Break the dump stream off and wait until QEMU has put the guest back as it was.
 
-    Returns False when QEMU is alive but does not answer.
+    Returns the `_Hung` when QEMU is alive but does not answer (the process marked as still
+    unwinding the dump: `_await_unwound`), else None.
     """
     pump.stop()
     undo = Undo(process)
     try:
         undo.settle("query-dump", {"active"})
         # QEMU resumes the guest on its own once the dump has unwound: wait until it has.
-        undo.settle("query-status", {"finish-migrate", "save-vm", "paused"} - {prior})
-    except _Hung:
-        return False
-    return True
+        undo.settle("query-status", (_STOPPED_BY_JOB | {"paused"}) - {prior})
+    except _Hung as hung:
+        return _left_unwinding(process, "dump", hung)
+    return None
