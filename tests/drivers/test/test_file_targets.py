@@ -13,6 +13,7 @@ import itertools
 import os
 import socket
 import stat
+import subprocess
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,13 +21,13 @@ from pathlib import Path
 import pytest
 
 import virtjob
-from tests.drivers.test.helpers import network_xml
+from tests.drivers.test.helpers import domain_xml, network_xml
 from virtjob import DomainState, JobState
 from virtjob.connection import Connection
 from virtjob.drivers.base import Confinement
 from virtjob.drivers.test import driver as test_driver
 from virtjob.drivers.test import host as test_host
-from virtjob.files import partial_name
+from virtjob.files import PARTIAL_MARK, partial_name
 from virtjob.jobs import LocalJobDriver
 from virtjob.savefile import FORMAT_VERSION, MAGIC, SaveFileReader
 from virtjob.uri import parse_uri
@@ -412,3 +413,184 @@ def test_a_restore_source_swapped_while_queued_is_refused_when_the_job_starts(
         if swap == "directory":
             sub.unlink()
             sub.mkdir()
+
+
+# -- one writer per target; the excluded directory by any path (a second attack) --------------
+
+
+def until_writing(job: virtjob.Job) -> None:
+    """Return once `job` has written some of its file (its partial file exists)."""
+    for info in job.watch(interval=0):
+        if info.processed:
+            return
+    raise AssertionError(f"job {job.id} ended before it wrote anything: {job.info()}")
+
+
+def start_other(conn: virtjob.Connection) -> virtjob.Domain:
+    """Start a transient 64 MiB domain 'other' beside 'test'."""
+    return conn.create_domain(domain_xml("other", 64))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("op", OPS)
+def test_a_target_naming_another_jobs_partial_file_is_refused(
+    conn: virtjob.Connection, crawl: virtjob.Connection, tmp_path: Path, op: str
+) -> None:
+    """A save of 'test' to A.save is being written; a save or dump of 'other' aimed at its
+    partial file used to succeed, so A.save ended up holding 'other' and 'test' was shut off
+    for nothing. It is refused at the call, 'other' is not touched, and the first job's file
+    stays its own."""
+    other = start_other(conn)
+    first = crawl.lookup_domain("test").save_job(str(tmp_path / "A.save"))
+    until_writing(first)
+    (partial,) = (name for name in os.listdir(tmp_path) if name.startswith(PARTIAL_MARK))
+    jobs = {job.id for job in conn.list_jobs()}
+    with pytest.raises(virtjob.InvalidArgError, match="reserved"):
+        OPS[op](other, str(tmp_path / partial))
+    assert {job.id for job in conn.list_jobs()} == jobs
+    assert other.state() is DomainState.RUNNING
+    assert os.listdir(tmp_path) == [partial]
+    first.cancel()
+    assert first.wait(timeout=30).state is JobState.CANCELLED
+    assert os.listdir(tmp_path) == []
+    assert crawl.lookup_domain("test").state() is DomainState.RUNNING
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("op", OPS)
+def test_a_second_save_to_a_target_being_written_is_refused_at_the_call(
+    conn: virtjob.Connection, crawl: virtjob.Connection, tmp_path: Path, op: str
+) -> None:
+    """Two saves to same.save at once: both used to succeed, the file held one domain and the
+    other (transient) domain was gone for good. The second is refused at the call, naming the
+    path and what to do; 'other' keeps running."""
+    other = start_other(conn)
+    target = tmp_path / "same.save"
+    first = crawl.lookup_domain("test").save_job(str(target))
+    until_writing(first)
+    with pytest.raises(virtjob.OperationInvalidError) as refused:
+        OPS[op](other, str(target))
+    assert f"another save or dump is writing {target}" in refused.value.message
+    assert "wait for it or choose another path" in refused.value.message
+    assert other.state() is DomainState.RUNNING
+    first.cancel()
+    first.wait(timeout=30)
+    OPS[op](other, str(target)).result(timeout=30)  # free again
+    assert target.is_file()
+
+
+@pytest.fixture
+def two_slots() -> Iterator[tuple[Connection, Connection, list[virtjob.Job]]]:
+    """A fresh test host running two jobs at a time, 'other' running beside 'test': a fast and a
+    slow connection to it, and two slow network jobs filling both slots (cancel one to free a
+    slot)."""
+    name = f"files{next(_hosts)}"
+    host = test_host.TestHost(name, jobs=LocalJobDriver(2))
+    fast_uri, slow_uri = f"test:///{name}?rate={FAST}", f"test:///{name}?rate={16 * MIB}"
+    fast = Connection(test_driver.TestDriver(host, FAST, fast_uri), parse_uri(fast_uri))
+    slow = Connection(test_driver.TestDriver(host, 16 * MIB, slow_uri), parse_uri(slow_uri))
+    crawl = test_driver.TestDriver(host, 1 << 20, slow_uri)
+    start_other(fast)
+    blockers = [crawl.create_network_job(network_xml(f"blocker{n}", f"vjblk{n}")) for n in (0, 1)]
+    try:
+        yield fast, slow, blockers
+    finally:
+        for job in [*blockers, *slow.list_jobs()]:
+            job.cancel()
+            job.wait(timeout=10)
+        fast.close()
+        slow.close()
+        host.jobs.close(timeout=10)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("op", OPS)
+def test_a_second_writer_of_a_target_is_refused_when_its_job_starts(
+    two_slots: tuple[Connection, Connection, list[virtjob.Job]], tmp_path: Path, op: str
+) -> None:
+    """Two jobs to one target, both accepted while queued: the first starts and writes; when
+    the second starts it fails with OperationInvalidError before its domain is paused."""
+    fast, slow, blockers = two_slots
+    other = fast.lookup_domain("other")
+    target = tmp_path / "same.save"
+    first = slow.lookup_domain("test").save_job(str(target))
+    second = OPS[op](fast.lookup_domain("other"), str(target))
+    assert (first.info().state, second.info().state) == (JobState.QUEUED, JobState.QUEUED)
+    blockers[0].cancel()
+    until_writing(first)
+    blockers[1].cancel()
+    with pytest.raises(virtjob.OperationInvalidError, match="another save or dump is writing"):
+        second.result(timeout=30)
+    assert other.state() is DomainState.RUNNING
+    assert first.info().state is JobState.RUNNING
+    first.cancel()
+    first.wait(timeout=30)
+    assert os.listdir(tmp_path) == []
+
+
+def unmount(path: Path) -> None:
+    """Unmount `path`; detach it lazily if it is busy, so no mount outlives the test."""
+    if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_the_excluded_directory_bind_mounted_into_an_allowed_one_is_refused(
+    conn: virtjob.Connection, dirs: dict[str, Path], op: str
+) -> None:
+    """`mount --bind STATE allowed/elsewhere`, then a dump onto elsewhere/virtjobd.lock used to
+    replace the daemon's lock: refused at the call (AccessDeniedError), nothing changes."""
+    confine(conn, dirs)
+    (dirs["state"] / "virtjobd.lock").write_bytes(b"lock")
+    elsewhere = dirs["allowed"] / "elsewhere"
+    elsewhere.mkdir()
+    mounted = subprocess.run(
+        ["mount", "--bind", str(dirs["state"]), str(elsewhere)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
+    try:
+        dom = conn.lookup_domain("test")
+        for name in ("virtjobd.lock", "new.out"):
+            with pytest.raises(virtjob.AccessDeniedError, match="never lets"):
+                OPS[op](dom, str(elsewhere / name))
+        assert dom.state() is DomainState.RUNNING
+        assert os.listdir(dirs["state"]) == ["virtjobd.lock"]
+        assert (dirs["state"] / "virtjobd.lock").read_bytes() == b"lock"
+    finally:
+        for job in conn.list_jobs():  # a job writing through the mount would keep it busy
+            job.cancel()
+            job.wait(timeout=30)
+        unmount(elsewhere)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_the_excluded_directory_renamed_while_a_job_waits_is_refused_when_it_starts(
+    one_slot: tuple[Connection, Slot], dirs: dict[str, Path], op: str
+) -> None:
+    """Whoever can write the state directory's parent can put it, renamed, where a queued job
+    will write (and rename it back afterwards): the job fails with AccessDeniedError when it
+    starts, before the domain is touched, and the state directory is left as it was."""
+    conn, slot = one_slot
+    confine(conn, dirs)
+    (dirs["state"] / "virtjobd.sqlite3").write_bytes(b"the daemon's database")
+    sub = dirs["allowed"] / "sub"
+    sub.mkdir()
+    dom = conn.lookup_domain("test")
+    slot.hold()
+    job = OPS[op](dom, str(sub / "virtjobd.sqlite3"))
+    assert job.info().state is JobState.QUEUED
+    sub.rmdir()
+    dirs["state"].rename(sub)
+    try:
+        slot.release()
+        with pytest.raises(virtjob.AccessDeniedError, match="never lets"):
+            job.result(timeout=10)
+    finally:
+        sub.rename(dirs["state"])
+    assert dom.state() is DomainState.RUNNING
+    assert os.listdir(dirs["state"]) == ["virtjobd.sqlite3"]
+    assert (dirs["state"] / "virtjobd.sqlite3").read_bytes() == b"the daemon's database"
