@@ -215,6 +215,19 @@ def test_an_empty_name_or_id_is_a_usage_error(args: list[str]) -> None:
     assert "must not be empty" in one_line(result.err)
 
 
+@pytest.mark.parametrize(
+    "args", [["dump", "test", ""], ["save", "test", ""], ["restore", ""]], ids=lambda a: a[0]
+)
+def test_an_empty_file_path_is_refused_as_empty(args: list[str]) -> None:
+    """An empty FILE used to become the working directory ("...to /cwd: it is a directory")."""
+    result = run("-c", host_uri(), *args)
+    assert result.code == 2
+    line = one_line(result.err)
+    assert "FILE" in line
+    assert "must not be empty" in line
+    assert "directory" not in line
+
+
 @pytest.mark.parametrize("command", ["list", "net-list"])
 def test_all_and_inactive_exclude_each_other(command: str) -> None:
     result = run("-c", host_uri(), command, "--all", "--inactive")

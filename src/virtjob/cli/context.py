@@ -195,6 +195,17 @@ def non_empty(lister: str) -> Callable[[click.Context, click.Parameter, str], st
     return check
 
 
+def non_empty_path(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An argument callback refusing an empty file path as a usage error (exit 2).
+
+    ``os.path.abspath('')`` is the working directory: without this, ``virtjob dump test ''``
+    tried to write a directory.
+    """
+    if not ctx.resilient_parsing and value == "":
+        raise click.BadParameter("must not be empty; name a file", ctx, param)
+    return value
+
+
 def exclusive_options(**flags: bool) -> None:
     """Refuse more than one of `flags` (``--all``, ``--inactive``…) as a usage error."""
     given = [f"--{name}" for name, on in flags.items() if on]

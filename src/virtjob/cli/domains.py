@@ -15,6 +15,7 @@ from virtjob.cli.context import (
     exclusive_options,
     json_option,
     non_empty,
+    non_empty_path,
     pass_app,
     read_xml,
     xml_errors,
@@ -34,7 +35,7 @@ from virtjob.jobs import Job, JobKind
 
 DOMAIN = click.argument("domain", callback=non_empty("list --all"), shell_complete=complete_domain)
 XML_FILE = click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-TARGET = click.argument("file", type=click.Path(dir_okay=False))
+TARGET = click.argument("file", type=click.Path(dir_okay=False), callback=non_empty_path)
 
 
 def _sorted(infos: list[DomainInfo]) -> list[DomainInfo]:
@@ -394,7 +395,7 @@ def save(app: App, domain: str, file: str, background: bool, as_json: bool) -> N
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@TARGET
 @bg_option
 @json_option("Print the job as JSON (see docs/cli.md) instead of progress and messages.")
 @pass_app
