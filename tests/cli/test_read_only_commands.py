@@ -115,17 +115,18 @@ def test_no_typo_of_any_command_is_steered_to_a_state_changing_one(
 
 
 def test_domstate_reason_and_json(invoke: Invoke) -> None:
-    assert invoke("domstate", "test", "--reason").out == "running (unknown)\n"
+    assert invoke("domstate", "test", "--reason").out == "running (booted)\n"
     assert json.loads(invoke("domstate", "test", "--json").out) == {
         "name": "test",
         "state": "running",
-        "reason": "unknown",
+        "reason": "booted",
         "job": None,
     }
     assert invoke("suspend", "test").code == 0
     assert invoke("domstate", "test").out == "paused\n"
+    assert invoke("domstate", "test", "--reason").out == "paused (user)\n"
     assert invoke("destroy", "test").code == 0
-    assert invoke("domstate", "test", "--reason").out == "shutoff (unknown)\n"
+    assert invoke("domstate", "test", "--reason").out == "shutoff (destroyed)\n"
     missing = invoke("domstate", "nosuch")
     assert missing.code == ExitCode.NOT_FOUND
     assert missing.err.startswith("error: no domain 'nosuch'")
@@ -163,7 +164,7 @@ def test_the_job_of_a_domain_state_info_and_abort(invoke: Invoke, tmp_path: Path
         nothing = invoke("domjobabort", "test", connect=uri)
         assert nothing.code == ExitCode.FAILED
         assert nothing.err == "error: no job is running on domain 'test'; nothing to abort\n"
-        assert invoke("domstate", "test", "--reason", connect=uri).out == "running (unknown)\n"
+        assert invoke("domstate", "test", "--reason", connect=uri).out == "running (booted)\n"
         job.destroy()
 
 

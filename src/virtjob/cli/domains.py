@@ -341,8 +341,10 @@ def domstate(app: App, domain: str, reason: bool, as_json: bool) -> None:
     """Print a domain's state (running, paused, shutoff...); read-only.
 
     With --reason, the state is followed by why, in parentheses: the job at work on the
-    domain (saving, dumping, starting up, restoring), else "unknown" (virtjob does not record
-    why a domain came to its state). --json prints {"name", "state", "reason", "job"}.
+    domain (saving, dumping, starting up, restoring), else why it came to its state in
+    virsh's words (booted, restored, unpaused, user, destroyed, shutdown, saved) when the
+    driver records it (the test driver does, the QEMU driver not yet), else "unknown".
+    --json prints {"name", "state", "reason", "job"}.
 
     \b
     Examples:
@@ -350,9 +352,11 @@ def domstate(app: App, domain: str, reason: bool, as_json: bool) -> None:
       virtjob domstate test --reason
     """
     dom = app.conn.lookup_domain(domain)
-    state = dom.state()
+    info = dom.info()
+    state = info.state
     job = dom.job() if reason or as_json else None
-    why = "unknown" if job is None else _JOB_REASONS.get(job.kind, str(job.kind))
+    recorded = info.reason or "unknown"
+    why = recorded if job is None else _JOB_REASONS.get(job.kind, str(job.kind))
     if as_json:
         echo_json(
             {

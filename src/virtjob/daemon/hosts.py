@@ -524,7 +524,7 @@ def _objects(driver: Driver) -> set[tuple[tuple[str, str], str, Any]]:
     without the run id (a fresh host numbers its domains afresh)."""
     held: set[tuple[tuple[str, str], str, Any]] = set()
     for ref in driver.list_domains():
-        info = dataclasses.replace(driver.domain_info(ref), id=None)
+        info = dataclasses.replace(driver.domain_info(ref), id=None, reason=None)
         held.add((("domain", ref.name), str(ref.uuid), info))
     for net in driver.list_networks():
         held.add((("network", net.name), str(net.uuid), driver.network_info(net)))

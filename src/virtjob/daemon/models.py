@@ -138,6 +138,9 @@ class DomainInfoModel(BaseModel):
     vcpus: int
     persistent: bool
     os_type: str
+    reason: str | None = Field(
+        default=None, description="Why it is in its state (virsh's words), if known."
+    )
 
 
 class NetworkInfoModel(BaseModel):

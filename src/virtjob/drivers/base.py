@@ -65,6 +65,10 @@ class DomainInfo:
     vcpus: int
     persistent: bool
     os_type: str
+    reason: str | None = None
+    """Why the domain came to its state, in virsh's words ("booted", "restored",
+    "unpaused", "user" for paused, "destroyed", "shutdown", "saved"); None when the driver
+    does not know (the QEMU driver records none yet)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,6 +193,7 @@ def domain_info_to_dict(info: DomainInfo) -> Json:
         "vcpus": info.vcpus,
         "persistent": info.persistent,
         "os_type": info.os_type,
+        "reason": info.reason,
     }
 
 
@@ -209,6 +210,7 @@ def domain_info_from_dict(data: Json) -> DomainInfo:
             vcpus=int(data["vcpus"]),
             persistent=bool(data["persistent"]),
             os_type=str(data["os_type"]),
+            reason=None if data.get("reason") is None else str(data["reason"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _malformed("domain info", data, exc) from None

@@ -128,6 +128,7 @@ class TestDriver:
                 vcpus=config.vcpus,
                 persistent=domain.persistent,
                 os_type=config.os_type,
+                reason=domain.reason,
             )
 
     def domain_xml(self, ref: DomainRef) -> str:
@@ -145,7 +146,7 @@ class TestDriver:
     def domain_destroy(self, ref: DomainRef) -> None:
         """Power the domain off at once."""
         with self.host.lock:
-            self.host.stop(self._active_domain(ref, "destroy"))
+            self.host.stop(self._active_domain(ref, "destroy"), "destroyed")
 
     def domain_shutdown(
         self,
@@ -162,7 +163,7 @@ class TestDriver:
                 raise OperationInvalidError(
                     f"cannot shut down domain {ref.name!r}: it is {domain.state}; resume it first"
                 )
-            self.host.stop(domain)
+            self.host.stop(domain, "shutdown")
 
     def domain_suspend(self, ref: DomainRef) -> None:
         """Pause the domain."""
@@ -173,6 +174,7 @@ class TestDriver:
                     f"cannot suspend domain {ref.name!r}: it is {domain.state}, not running"
                 )
             domain.state = DomainState.PAUSED
+            domain.reason = "user"
 
     def domain_resume(self, ref: DomainRef) -> None:
         """Resume a paused domain."""
@@ -183,6 +185,7 @@ class TestDriver:
                     f"cannot resume domain {ref.name!r}: it is {domain.state}, not paused"
                 )
             domain.state = DomainState.RUNNING
+            domain.reason = "unpaused"
 
     def create_domain_job(self, xml: str) -> Job:
         """Boot a new transient domain in the background."""

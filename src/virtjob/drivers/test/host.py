@@ -155,6 +155,8 @@ class TestDomain:
     state: DomainState = DomainState.SHUTOFF
     id: int | None = None
     image: Memory = NO_MEMORY
+    reason: str | None = None
+    """Why it came to its state, in virsh's words (see `DomainInfo.reason`)."""
 
     @property
     def ref(self) -> DomainRef:
@@ -200,14 +202,17 @@ class TestHost:
     # -- domains (callers hold `lock`) ------------------------------------------------------
 
     def boot(self, domain: TestDomain, image: Memory | None = None) -> None:
-        """Mark `domain` running with a new id and memory content (or `image`)."""
+        """Mark `domain` running with a new id and memory content (or `image`: restored)."""
         domain.state = DomainState.RUNNING
+        domain.reason = "booted" if image is None else "restored"
         domain.id = next(self._ids)
         domain.image = image if image is not None else fresh_image(domain.config)
 
-    def stop(self, domain: TestDomain) -> None:
-        """Mark `domain` shut off; a transient one disappears."""
+    def stop(self, domain: TestDomain, reason: str) -> None:
+        """Mark `domain` shut off for `reason` ("destroyed", "shutdown", "saved"); a
+        transient one disappears."""
         domain.state = DomainState.SHUTOFF
+        domain.reason = reason
         domain.id = None
         domain.image = NO_MEMORY
         if not domain.persistent:

@@ -155,7 +155,7 @@ def save_domain(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
             ctx.finish_cancel()
             return
         with host.lock:
-            host.stop(domain)
+            host.stop(domain, "saved")
 
     return work
 
