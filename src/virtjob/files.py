@@ -64,7 +64,6 @@ _LEGACY_RANDOM_CHARS = 8
 _LOCK_ATTEMPTS = 16
 """Times a writer retries when the partial name keeps changing under it before giving up."""
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_PARTIAL_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def partial_name(name: str) -> str:
