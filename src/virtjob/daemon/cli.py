@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 
+from virtjob.drivers.qemu.command import kvm_usable
 from virtjob.errors import InvalidArgError, VirtError
 
 from .listen import ListenSpec, parse_listen
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let domain XML pass extra QEMU arguments (<qemu:commandline>); off by default:"
         " such arguments run with the daemon's rights",
+    )
+    parser.add_argument(
+        "--qemu-accel",
+        choices=["kvm", "tcg"],
+        help="run every guest of qemu:///session under this accelerator (tcg: emulation, for"
+        " a machine without KVM); default: each guest as its <domain type> says."
+        " Clients may not choose it",
     )
     parser.add_argument(
         "--listen-any",
@@ -185,6 +193,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         above=True,
     )
     _check_range("--max-connections", args.max_connections, "connections, at least 1", low=1)
+    host_params: dict[str, dict[str, str]] = {}
+    if args.qemu_accel is not None:
+        if args.qemu_accel == "kvm" and not kvm_usable():
+            raise InvalidArgError(
+                "--qemu-accel kvm: /dev/kvm is not usable here; give --qemu-accel tcg, or leave"
+                " it out (each guest then runs as its <domain type> says)"
+            )
+        host_params["qemu"] = {"accel": args.qemu_accel}
     return Settings(
         state_dir=state_dir,
         allow_dirs=list(args.allow_dir),
@@ -199,6 +215,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         socket_path=spec.path if spec.kind == "unix" else None,
         header_timeout=args.header_timeout,
         max_connections=args.max_connections,
+        host_params=host_params,
     )
 
 

@@ -55,7 +55,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -153,7 +153,9 @@ def _refuse_host_params(driver: str, host: str, params: dict[str, str]) -> None:
 
 class Hosts:
     """The hosts this daemon serves, at most `max_hosts` of them besides the well-known ones;
-    thread-safe. Every host opened is confined to `confinement` (if given)."""
+    thread-safe. Every host opened is confined to `confinement` (if given), and opened with the
+    operator's `host_params` for its driver (e.g. ``{"qemu": {"accel": "tcg"}}`` from
+    ``--qemu-accel``), which clients may not give (`host_params` of `virtjob.drivers`)."""
 
     def __init__(
         self,
@@ -163,12 +165,14 @@ class Hosts:
         *,
         max_domains: int = 64,
         max_networks: int = 64,
+        host_params: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self._store = store
         self._max_hosts = max_hosts
         self._max_domains = max_domains
         self._max_networks = max_networks
         self._confinement = confinement
+        self._host_params = {name: dict(params) for name, params in (host_params or {}).items()}
         self._lock = threading.Lock()
         self._open: dict[str, OrderedDict[str, Hosted]] = {}
         self._stand_ins: dict[str, OrderedDict[str, Driver]] = {}
@@ -408,6 +412,10 @@ class Hosts:
 
     def _connect(self, host: str, key: str) -> Hosted:
         uri = parse_uri(key)
+        chosen = self._host_params.get(uri.driver)
+        if chosen:  # the operator's settings of the shared host (e.g. --qemu-accel)
+            merged = urlencode(sorted({**uri.params, **chosen}.items()))
+            uri = parse_uri(f"{key.partition('?')[0]}?{merged}")
         if uri.is_remote:  # pragma: no cover - the name checks above exclude it
             raise InvalidArgError(f"virtjobd hosts local drivers only, not {uri}")
         driver = connect_driver(uri)

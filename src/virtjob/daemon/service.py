@@ -55,6 +55,9 @@ class Settings:
     """Seconds a client has to send a whole request (line, headers, body)."""
     max_connections: int = 1000
     """Connections served at once; more are answered 503 and closed."""
+    host_params: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The operator's URI parameters for each driver's hosts (``--qemu-accel tcg``:
+    ``{"qemu": {"accel": "tcg"}}``); clients may not give them."""
 
 
 class Service:
@@ -76,6 +79,7 @@ class Service:
             self.confinement,
             max_domains=settings.max_domains,
             max_networks=settings.max_networks,
+            host_params=settings.host_params,
         )
         self.recorder = Recorder(store, settings.retain_jobs)
         self.stopping = False

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import virtjob
 from tests.daemon.conftest import DaemonProcess
+from tests.drivers.qemu.helpers import qemu_pids
 from virtjob import DomainState
 
 
@@ -78,3 +80,32 @@ def test_a_raw_get_with_accel_is_a_400_and_opens_nothing(qemu_daemon: DaemonProc
         assert answer.status_code == 400, answer.text
         assert "accel is chosen by the virtjobd operator" in answer.json()["message"]
         assert client.get("/v1/hosts/qemu/session/domains").status_code == 200
+
+
+def test_the_operator_chooses_the_accelerator_with_qemu_accel() -> None:
+    """``virtjobd --qemu-accel tcg``: the daemon's host emulates every guest, a
+    ``<domain type='kvm'>`` one too (its QEMU runs ``-accel tcg``), and says so in its
+    capabilities; a client's ``accel`` is still refused."""
+    daemon = DaemonProcess(extra=["--qemu-accel", "tcg"])
+    try:
+        daemon.start()
+        with virtjob.open(_uri(daemon)) as conn:
+            assert conn.capabilities().hypervisor == "tcg"
+            domain_uuid = uuid.uuid4()
+            dom = conn.create_domain(
+                f"<domain type='kvm'><name>emulated</name><uuid>{domain_uuid}</uuid>"
+                "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+                "<os><type arch='x86_64'>hvm</type></os></domain>"
+            )
+            [pid] = qemu_pids({domain_uuid})
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert argv[argv.index(b"-accel") + 1] == b"tcg"
+            dom.destroy()
+            assert qemu_pids({domain_uuid}) == []
+        with (
+            pytest.raises(virtjob.InvalidArgError, match="virtjobd --qemu-accel"),
+            virtjob.open(_uri(daemon, "&accel=tcg")) as refused,
+        ):
+            refused.list_domains()
+    finally:
+        daemon.cleanup()

@@ -29,8 +29,8 @@ from virtjob.uri import ConnectURI
 STATE_ENV = "VIRTJOB_STATE_DIR"
 HOST_PARAMS: Mapping[str, str] = MappingProxyType(
     {
-        "accel": "each guest runs as its <domain type> says: type='kvm' under KVM,"
-        " type='qemu' under TCG emulation",
+        "accel": "the operator sets it with virtjobd --qemu-accel; without it each guest runs"
+        " as its <domain type> says: type='kvm' under KVM, type='qemu' under TCG emulation",
     }
 )
 """URI parameters that configure the shared host (every connection's guests and jobs) rather
