@@ -4,9 +4,13 @@ fresh host never had leave nothing to replay at a restart."""
 
 from __future__ import annotations
 
+import os
 import signal
+import uuid
 
-from .conftest import SLOW_RATE, running
+from virtjob.daemon.store import Store
+
+from .conftest import SLOW_RATE, DaemonProcess, running
 
 
 def _xml(name: str) -> str:
@@ -105,3 +109,24 @@ def test_undefined_domains_leave_no_host_to_reopen_at_restart() -> None:
             assert [d["name"] for d in client.get("/v1/hosts/test/u1/domains").json()] == ["test"]
         assert "could not replay" not in daemon.log()
         assert client is not None
+
+
+def test_tombstones_an_older_daemon_left_with_nothing_to_undo_are_purged_at_start() -> None:
+    daemon = DaemonProcess()
+    try:
+        os.makedirs(daemon.state_dir, mode=0o700)
+        store = Store(os.path.join(daemon.state_dir, "virtjobd.sqlite3"))
+        for index in range(5):  # as older daemons recorded every undefine
+            store.record_definition("test:///old", "domain", str(uuid.uuid4()), f"d{index}", None)
+        store.close()
+        daemon.start()
+        with daemon.client() as client:
+            assert client.get("/v1/version").json()["hosts"] == []
+        assert "could not replay" not in daemon.log()
+        store = Store(os.path.join(daemon.state_dir, "virtjobd.sqlite3"))
+        try:
+            assert store.definitions() == []
+        finally:
+            store.close()
+    finally:
+        daemon.cleanup()
