@@ -227,8 +227,9 @@ class QemuDriver:
 
     def save_domain_job(self, ref: DomainRef, path: str) -> Job:
         """Save a running domain to `path` in the background."""
-        check_target(path, f"a save of domain {ref.name!r}", self.host.confinement)
+        self._refuse_if_busy(ref.name, f"save domain {ref.name!r}")  # names the busy job
         self.host.running_process(ref, "save")
+        check_target(path, f"a save of domain {ref.name!r}", self.host.confinement)
         with self.host.lock:
             return self._start(
                 JobKind.DOMAIN_SAVE, ref.name, workers.save_domain(self.host, ref, path)
@@ -248,8 +249,9 @@ class QemuDriver:
 
     def dump_core_job(self, ref: DomainRef, path: str) -> Job:
         """Dump a running domain's memory to `path` in the background."""
-        check_target(path, f"a core dump of domain {ref.name!r}", self.host.confinement)
+        self._refuse_if_busy(ref.name, f"dump domain {ref.name!r}")  # names the busy job
         self.host.running_process(ref, "dump")
+        check_target(path, f"a core dump of domain {ref.name!r}", self.host.confinement)
         with self.host.lock:
             return self._start(
                 JobKind.DOMAIN_DUMP_CORE, ref.name, workers.dump_core(self.host, ref, path)

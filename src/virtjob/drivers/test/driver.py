@@ -217,12 +217,12 @@ class TestDriver:
 
     def save_domain_job(self, ref: DomainRef, path: str) -> Job:
         """Save a running domain to `path` in the background."""
-        check_target(path, f"a save of domain {ref.name!r}", self.host.confinement)
-        with self.host.lock:
+        with self.host.lock:  # a busy domain is refused first: that refusal names its job
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"save domain {ref.name!r}")
             if not domain.state.active:
                 raise objects.not_running("save", ref.name, domain.state)
+            check_target(path, f"a save of domain {ref.name!r}", self.host.confinement)
             return self._start(
                 JobKind.DOMAIN_SAVE,
                 ref.name,
@@ -254,12 +254,12 @@ class TestDriver:
 
     def dump_core_job(self, ref: DomainRef, path: str) -> Job:
         """Dump an active domain's memory to `path` in the background."""
-        check_target(path, f"a core dump of domain {ref.name!r}", self.host.confinement)
-        with self.host.lock:
+        with self.host.lock:  # a busy domain is refused first: that refusal names its job
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"dump domain {ref.name!r}")
             if not domain.state.active:
                 raise objects.not_running("dump", ref.name, domain.state)
+            check_target(path, f"a core dump of domain {ref.name!r}", self.host.confinement)
             return self._start(
                 JobKind.DOMAIN_DUMP_CORE,
                 ref.name,
