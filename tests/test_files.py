@@ -5,6 +5,7 @@ Every special file here (FIFO, socket, device node, symlink) is made inside `tmp
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mounts import bind
 from virtjob.drivers.base import Confinement
 from virtjob.errors import (
     AccessDeniedError,
@@ -569,23 +571,12 @@ def test_the_partial_of_a_killed_writer_is_taken_over(
 @pytest.fixture
 def bind_mount() -> Iterator[Callable[[Path, Path], None]]:
     """Bind-mounts a directory onto another (needs root); unmounts them all afterwards."""
-    mounted: list[Path] = []
+    with contextlib.ExitStack() as mounts:
 
-    def mount(source: Path, onto: Path) -> None:
-        done = subprocess.run(
-            ["mount", "--bind", str(source), str(onto)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot bind-mount here: {done.stderr.strip()}")
-        mounted.append(onto)
+        def mount(source: Path, onto: Path) -> None:
+            mounts.enter_context(bind(source, onto))
 
-    yield mount
-    for onto in reversed(mounted):  # detached lazily if busy: no mount outlives the test
-        if subprocess.run(["umount", str(onto)], capture_output=True, check=False).returncode:
-            subprocess.run(["umount", "--lazy", str(onto)], check=True)
+        yield mount
 
 
 def assert_refused_everywhere(confinement: Confinement, paths: list[Path]) -> None:

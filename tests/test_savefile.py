@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.mounts import tmpfs
 from virtjob import savefile
 from virtjob.errors import InvalidArgError, OperationFailedError
 from virtjob.savefile import (
@@ -172,21 +172,11 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs of this test's own, filled up (needs the right to mount: root)."""
     mountpoint = tmp_path / "full"
     mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(mountpoint, "size=64k,mode=0700", "a small tmpfs to fill up"):
         with open(mountpoint / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
             while True:
                 filler.write(b"\0" * 4096)
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 def test_full_disk_is_an_operation_failure(full_disk: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.drivers.qemu.helpers import (
     QemuEnv,
     partials,
 )
+from tests.mounts import tmpfs
 from virtjob.drivers.qemu.command import kvm_usable
 
 QEMU = shutil.which("qemu-system-x86_64")
@@ -111,16 +111,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs mounted for this test (needs the right to mount: root)."""
     mountpoint = tmp_path / "small"
     mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount an 8 MiB tmpfs to fill up: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(mountpoint, "size=8m,mode=0700", "an 8 MiB tmpfs to fill up"):
         yield mountpoint
         assert partials(mountpoint) == [], "a partial file was left on the full disk"
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=True)

@@ -25,6 +25,7 @@ from tests.drivers.test.helpers import (
     host_view,
     network_xml,
 )
+from tests.mounts import tmpfs
 from virtjob import JobState
 from virtjob.savefile import HEADER_SIZE, MAGIC
 
@@ -533,20 +534,8 @@ def read_only_mount(path: Path) -> Iterator[Path]:
     """An empty directory on a read-only file system (a tmpfs mounted ``ro``), which refuses
     new files even to root (EROFS); skips if this process may not mount one."""
     path.mkdir()
-    mount, umount = shutil.which("mount"), shutil.which("umount")
-    if mount is None or umount is None:
-        pytest.skip("mount is not installed: cannot make a read-only file system")
-    done = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "ro,size=64k", "virtjob-test-ro", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs ({done.stderr.decode().strip()})")
-    try:
+    with tmpfs(path, "ro,size=64k", "a read-only tmpfs"):
         yield path
-    finally:
-        subprocess.run([umount, str(path)], check=True)
 
 
 @pytest.mark.parametrize("op", SAVE_OPS)

@@ -13,7 +13,6 @@ import itertools
 import os
 import socket
 import stat
-import subprocess
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 import virtjob
 from tests.drivers.test.helpers import domain_xml, network_xml
+from tests.mounts import bind
 from virtjob import DomainState, JobState
 from virtjob.connection import Connection
 from virtjob.drivers.base import Confinement
@@ -528,12 +528,6 @@ def test_a_second_writer_of_a_target_is_refused_when_its_job_starts(
     assert os.listdir(tmp_path) == []
 
 
-def unmount(path: Path) -> None:
-    """Unmount `path`; detach it lazily if it is busy, so no mount outlives the test."""
-    if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:
-        subprocess.run(["umount", "--lazy", str(path)], check=True)
-
-
 @pytest.mark.parametrize("op", OPS)
 def test_the_excluded_directory_bind_mounted_into_an_allowed_one_is_refused(
     conn: virtjob.Connection, dirs: dict[str, Path], op: str
@@ -544,27 +538,19 @@ def test_the_excluded_directory_bind_mounted_into_an_allowed_one_is_refused(
     (dirs["state"] / "virtjobd.lock").write_bytes(b"lock")
     elsewhere = dirs["allowed"] / "elsewhere"
     elsewhere.mkdir()
-    mounted = subprocess.run(
-        ["mount", "--bind", str(dirs["state"]), str(elsewhere)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
-    try:
-        dom = conn.lookup_domain("test")
-        for name in ("virtjobd.lock", "new.out"):
-            with pytest.raises(virtjob.AccessDeniedError, match="never lets"):
-                OPS[op](dom, str(elsewhere / name))
-        assert dom.state() is DomainState.RUNNING
-        assert os.listdir(dirs["state"]) == ["virtjobd.lock"]
-        assert (dirs["state"] / "virtjobd.lock").read_bytes() == b"lock"
-    finally:
-        for job in conn.list_jobs():  # a job writing through the mount would keep it busy
-            job.cancel()
-            job.wait(timeout=30)
-        unmount(elsewhere)
+    with bind(dirs["state"], elsewhere):
+        try:
+            dom = conn.lookup_domain("test")
+            for name in ("virtjobd.lock", "new.out"):
+                with pytest.raises(virtjob.AccessDeniedError, match="never lets"):
+                    OPS[op](dom, str(elsewhere / name))
+            assert dom.state() is DomainState.RUNNING
+            assert os.listdir(dirs["state"]) == ["virtjobd.lock"]
+            assert (dirs["state"] / "virtjobd.lock").read_bytes() == b"lock"
+        finally:
+            for job in conn.list_jobs():  # a job writing through the mount would keep it busy
+                job.cancel()
+                job.wait(timeout=30)
 
 
 @pytest.mark.parametrize("op", OPS)
