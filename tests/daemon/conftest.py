@@ -37,6 +37,17 @@ FAST_RATE = 4 << 30
 _hosts = itertools.count(1)
 
 
+def start_fails(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run virtjobd with `args` and return how it ended (for options it must refuse at start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "virtjob.daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=SAFETY,
+        check=False,
+    )
+
+
 def new_host() -> str:
     """A fresh test-host instance name, unique within the test run."""
     return f"t{os.getpid()}x{next(_hosts)}"

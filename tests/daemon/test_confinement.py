@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -16,21 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.daemon.conftest import SAFETY, DaemonProcess, new_host
+from tests.daemon.conftest import SAFETY, DaemonProcess, new_host, start_fails
 from virtjob.daemon.app import error_response
 from virtjob.errors import InvalidArgError
 
 OTHER_UID = 1000
-
-
-def _start_fails(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "virtjob.daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=SAFETY,
-        check=False,
-    )
 
 
 def _error(answer: httpx.Response) -> dict[str, Any]:
@@ -101,7 +89,7 @@ def test_a_replaced_lock_file_keeps_a_second_daemon_out(daemon: DaemonProcess) -
         handle.write("0\n")
     os.replace(fresh, lock)
     second = os.path.join(daemon.base, "b.sock")
-    result = _start_fails(
+    result = start_fails(
         "--state-dir", daemon.state_dir, "--listen", f"unix:{second}", "--allow-dir", daemon.files
     )
     assert result.returncode == 2, result.stderr
@@ -118,7 +106,7 @@ def test_an_allow_dir_inside_the_state_directory_is_refused(
     state = os.path.join(str(tmp_path), "state")
     allowed = os.path.join(state, inside) if inside else state
     os.makedirs(allowed, mode=0o700)
-    result = _start_fails("--state-dir", state, "--allow-dir", allowed)
+    result = start_fails("--state-dir", state, "--allow-dir", allowed)
     assert result.returncode == 2, result.stderr
     assert f"--allow-dir {allowed} lies inside virtjobd's own {state}" in result.stderr
 
@@ -157,7 +145,7 @@ def test_allow_dirs_around_and_inside_the_state_directory_are_refused(
     state = os.path.join(base, "state")
     files = os.path.join(state, "files")
     os.makedirs(files, mode=0o700)
-    result = _start_fails("--state-dir", state, "--allow-dir", base, "--allow-dir", files)
+    result = start_fails("--state-dir", state, "--allow-dir", base, "--allow-dir", files)
     assert result.returncode == 2, result.stderr
     assert f"--allow-dir {base} contains virtjobd's own {state}" in result.stderr
 
@@ -212,7 +200,7 @@ def test_a_state_directory_of_another_user_is_refused(tmp_path: os.PathLike[str]
     os.mkdir(state)
     os.chown(state, OTHER_UID, OTHER_UID)
     os.chmod(state, 0o777)
-    result = _start_fails("--state-dir", state)
+    result = start_fails("--state-dir", state)
     assert result.returncode == 2, result.stderr
     assert f"the state directory {state} belongs to uid {OTHER_UID}" in result.stderr
     assert "give a fresh directory" in result.stderr
@@ -224,7 +212,7 @@ def test_a_state_directory_writable_by_others_is_refused(tmp_path: os.PathLike[s
     state = os.path.join(str(tmp_path), "vj")
     os.mkdir(state)
     os.chmod(state, 0o777)
-    result = _start_fails("--state-dir", state)
+    result = start_fails("--state-dir", state)
     assert result.returncode == 2, result.stderr
     assert f"the state directory {state} is writable by others" in result.stderr
     assert f"chmod 700 {state}" in result.stderr
@@ -237,7 +225,7 @@ def test_a_socket_directory_of_another_user_is_refused(tmp_path: os.PathLike[str
     os.mkdir(sockets)
     os.chown(sockets, OTHER_UID, OTHER_UID)
     state = os.path.join(str(tmp_path), "state")
-    result = _start_fails("--state-dir", state, "--listen", f"unix:{sockets}/d.sock")
+    result = start_fails("--state-dir", state, "--listen", f"unix:{sockets}/d.sock")
     assert result.returncode == 2, result.stderr
     assert f"the socket directory {sockets} belongs to uid {OTHER_UID}" in result.stderr
     assert os.listdir(sockets) == []
@@ -267,7 +255,7 @@ def test_a_state_directory_reached_through_another_users_symlink_is_refused(
     link = os.path.join(str(tmp_path), "vj")
     os.symlink(real, link)
     os.lchown(link, OTHER_UID, OTHER_UID)
-    result = _start_fails("--state-dir", link)
+    result = start_fails("--state-dir", link)
     assert result.returncode == 2, result.stderr
     assert f"the state directory {link}: the symlink {link} belongs to uid {OTHER_UID}" in (
         result.stderr
@@ -290,7 +278,7 @@ def test_a_state_directory_under_another_users_directory_is_refused(
     if where == "link target":
         state = os.path.join(str(tmp_path), "link")
         os.symlink(real, state)
-    result = _start_fails("--state-dir", state)
+    result = start_fails("--state-dir", state)
     assert result.returncode == 2, result.stderr
     assert f"the state directory {state}: {theirs} belongs to uid {OTHER_UID}" in result.stderr
     assert os.listdir(real) == []
@@ -303,7 +291,7 @@ def test_a_state_directory_under_a_group_writable_directory_is_refused(
     os.mkdir(shared)
     os.chmod(shared, 0o775)
     state = os.path.join(shared, "vj")
-    result = _start_fails("--state-dir", state)
+    result = start_fails("--state-dir", state)
     assert result.returncode == 2, result.stderr
     assert f"the state directory {state}: {shared} is writable by others" in result.stderr
     assert os.listdir(shared) == []  # refused before anything is created
@@ -318,7 +306,7 @@ def test_a_socket_directory_reached_through_another_users_symlink_is_refused(
     os.symlink(real, link)
     os.lchown(link, OTHER_UID, OTHER_UID)
     state = os.path.join(str(tmp_path), "state")
-    result = _start_fails("--state-dir", state, "--listen", f"unix:{link}/d.sock")
+    result = start_fails("--state-dir", state, "--listen", f"unix:{link}/d.sock")
     assert result.returncode == 2, result.stderr
     assert f"the socket directory {link}: the symlink {link} belongs to uid" in result.stderr
     assert os.listdir(real) == []
@@ -499,6 +487,6 @@ def test_the_operator_flags_allow_an_emulator_and_qemu_arguments() -> None:
 def test_a_bad_allow_emulator_is_refused_at_start(
     tmp_path: os.PathLike[str], emulator: str
 ) -> None:
-    result = _start_fails("--state-dir", str(tmp_path), "--allow-emulator", emulator)
+    result = start_fails("--state-dir", str(tmp_path), "--allow-emulator", emulator)
     assert result.returncode == 2, result.stderr
     assert f"--allow-emulator {emulator} is not" in result.stderr

@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 
 import pytest
 
-from tests.daemon.conftest import SAFETY
-
-
-def _start_fails(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "virtjob.daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=SAFETY,
-        check=False,
-    )
+from tests.daemon.conftest import start_fails
 
 
 @pytest.mark.parametrize(
@@ -41,7 +29,7 @@ def _start_fails(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_number_out_of_range_names_its_option(
     tmp_path: os.PathLike[str], option: str, value: str, wanted: str
 ) -> None:
-    result = _start_fails("--state-dir", str(tmp_path), option, value)
+    result = start_fails("--state-dir", str(tmp_path), option, value)
     assert result.returncode == 2, result.stderr
     assert f"virtjobd: {option} {value} is out of range" in result.stderr
     assert wanted in result.stderr
@@ -60,7 +48,7 @@ def test_a_tls_key_that_is_not_the_certificates_is_refused_at_start(
     cert, _key = certificate
     wrong_key = cert  # a certificate is no private key
     state = os.path.join(base, "state")
-    result = _start_fails(
+    result = start_fails(
         "--state-dir", state, "--listen", "tcp:127.0.0.1:0", "--token-file", token,
         "--tls-cert", cert, "--tls-key", wrong_key,
     )  # fmt: skip

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 import virtjob
-from tests.daemon.conftest import SAFETY, DaemonProcess, new_host, running
+from tests.daemon.conftest import SAFETY, DaemonProcess, new_host, running, start_fails
 
 
 def test_unix_socket_is_private(shared_daemon: DaemonProcess) -> None:
@@ -19,18 +17,8 @@ def test_unix_socket_is_private(shared_daemon: DaemonProcess) -> None:
     assert mode == 0o600
 
 
-def _start_fails(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "virtjob.daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=SAFETY,
-        check=False,
-    )
-
-
 def test_tcp_without_a_token_file_is_refused(tmp_path: os.PathLike[str]) -> None:
-    result = _start_fails("--state-dir", str(tmp_path), "--listen", "tcp:127.0.0.1:0")
+    result = start_fails("--state-dir", str(tmp_path), "--listen", "tcp:127.0.0.1:0")
     assert result.returncode == 2
     assert "--token-file" in result.stderr
 
@@ -38,7 +26,7 @@ def test_tcp_without_a_token_file_is_refused(tmp_path: os.PathLike[str]) -> None
 def test_a_missing_allow_dir_is_refused_at_start(tmp_path: os.PathLike[str]) -> None:
     """A typo in --allow-dir stops the daemon at once instead of refusing every path later."""
     missing = os.path.join(str(tmp_path), "no-such-dir")
-    result = _start_fails("--state-dir", str(tmp_path), "--allow-dir", missing)
+    result = start_fails("--state-dir", str(tmp_path), "--allow-dir", missing)
     assert result.returncode == 2
     assert f"--allow-dir {missing} is not a directory" in result.stderr
 
@@ -46,7 +34,7 @@ def test_a_missing_allow_dir_is_refused_at_start(tmp_path: os.PathLike[str]) -> 
 def test_a_socket_in_a_missing_directory_is_refused(tmp_path: os.PathLike[str]) -> None:
     """--listen unix:PATH does not invent directories: a wrong path is an error."""
     path = os.path.join(str(tmp_path), "no-such-dir", "sock")
-    result = _start_fails("--state-dir", str(tmp_path), "--listen", f"unix:{path}")
+    result = start_fails("--state-dir", str(tmp_path), "--listen", f"unix:{path}")
     assert result.returncode == 1
     assert "does not exist" in result.stderr
     assert not os.path.exists(os.path.dirname(path))
@@ -57,7 +45,7 @@ def test_non_loopback_address_needs_listen_any(tmp_path: os.PathLike[str]) -> No
     fd = os.open(token, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, b"0123456789abcdef0123456789")
     os.close(fd)
-    result = _start_fails(
+    result = start_fails(
         "--state-dir", str(tmp_path), "--listen", "tcp:0.0.0.0:0", "--token-file", token
     )
     assert result.returncode == 1
@@ -69,7 +57,7 @@ def test_token_file_readable_by_others_is_refused(tmp_path: os.PathLike[str]) ->
     with open(token, "w") as handle:
         handle.write("0123456789abcdef0123456789")
     os.chmod(token, 0o644)
-    result = _start_fails(
+    result = start_fails(
         "--state-dir", str(tmp_path), "--listen", "tcp:127.0.0.1:0", "--token-file", token
     )
     assert result.returncode == 2
