@@ -11,8 +11,12 @@ from virtjob.uri import ConnectURI
 LOCAL_DRIVERS = ("test", "qemu")
 
 
-def connect_driver(uri: ConnectURI) -> Driver:
-    """Open the driver `uri` names; `NoSupportError` for a driver or transport virtjob lacks."""
+def connect_driver(uri: ConnectURI, *, state_dir: str | None = None) -> Driver:
+    """Open the driver `uri` names; `NoSupportError` for a driver or transport virtjob lacks.
+
+    `state_dir` is where a driver that keeps files (QEMU) keeps them; None: the default
+    (`virtjob.defaults.state_dir`). virtjobd passes its own ``--state-dir``.
+    """
     if uri.is_remote:
         from virtjob.drivers.remote import connect as connect_remote
 
@@ -24,7 +28,7 @@ def connect_driver(uri: ConnectURI) -> Driver:
     if uri.driver == "qemu":
         from virtjob.drivers.qemu import connect as connect_qemu
 
-        return connect_qemu(uri)
+        return connect_qemu(uri, state_dir)
     raise NoSupportError(
         f"cannot open {uri}: no driver named {uri.driver!r};"
         f" available drivers: {', '.join(LOCAL_DRIVERS)}"

@@ -6,11 +6,14 @@ import logging
 from collections.abc import Callable, Iterator
 from math import inf
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from virtjob.errors import InvalidArgError, JobCancelledError, NoJobError, VirtError
 from virtjob.jobs.protocol import JobDriver
 from virtjob.jobs.types import JobInfo, JobKind, JobState
+
+if TYPE_CHECKING:
+    from virtjob.api.document import JobDocument
 
 log = logging.getLogger("virtjob.jobs")
 
@@ -113,6 +116,12 @@ class Job:
     def network(self) -> Any:
         """Return the network made by a succeeded network create or start job, else None."""
         return self._result_if(self._kind.yields_network)
+
+    def document(self) -> JobDocument:
+        """Return everything known about the job at once: identity, host, progress, outcome,
+        target file and times (`virtjob.api.JobDocument`, what ``--json`` prints and virtjobd
+        answers). Raises `NoJobError` once destroyed."""
+        return self._driver.job_document(self._id)
 
     def error(self) -> VirtError | None:
         """Return the error of a FAILED job, else None. Raises `NoJobError` once destroyed."""

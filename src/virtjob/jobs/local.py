@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from queue import SimpleQueue
+from typing import TYPE_CHECKING
 
 from virtjob.errors import (
     InternalError,
@@ -27,6 +28,9 @@ from virtjob.jobs.feed import ChangeFeed
 from virtjob.jobs.job import Job
 from virtjob.jobs.record import CancelHook, JobRecord, Worker
 from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
+
+if TYPE_CHECKING:
+    from virtjob.api.document import JobDocument
 
 log = logging.getLogger("virtjob.jobs")
 
@@ -81,11 +85,16 @@ class LocalJobDriver:
         max_jobs: int = 8,
         *,
         id_factory: Callable[[], str] = _new_job_id,
+        host: str = "",
     ) -> None:
-        """Raises `InvalidArgError` if `max_jobs` is below 1."""
+        """`host` names whoever runs the jobs (a host's URI) in their documents.
+
+        Raises `InvalidArgError` if `max_jobs` is below 1.
+        """
         if max_jobs < 1:
             raise InvalidArgError(f"max_jobs must be at least 1, got {max_jobs}")
         self.max_jobs = max_jobs
+        self.host = host
         self._new_id = id_factory
         self._lock = threading.Lock()
         self._records: dict[str, JobRecord] = {}
@@ -107,9 +116,11 @@ class LocalJobDriver:
         on_cancel: CancelHook | None = None,
         *,
         lock_key: str | None = None,
+        target: str | None = None,
     ) -> Job:
         """Queue `worker(ctx)` as a new job and return its handle at once.
 
+        `target` names the file the job writes, if any (shown in its document).
         `on_cancel()` is called once, from the cancelling thread, when a running job is asked
         to stop (it may run just after the worker has finished). `lock_key`, when given, makes
         the job exclusive: while another job with the same key is queued or running, this one
@@ -131,7 +142,9 @@ class LocalJobDriver:
             job_id = self._new_id()
             while job_id in self._records:
                 job_id = self._new_id()
-            record = JobRecord(job_id, kind, subject, worker, on_cancel, lock_key, self._ended)
+            record = JobRecord(
+                job_id, kind, subject, worker, on_cancel, lock_key, self._ended, target
+            )
             try:
                 reserved = self._add_thread_if_needed()
             except RuntimeError as exc:  # the system refused a new thread
@@ -291,6 +304,33 @@ class LocalJobDriver:
     def job_outcome(self, job_id: str) -> JobOutcome | None:
         """Return how the job ended, None while it runs; `NoJobError` if unknown."""
         return self._record(job_id).outcome()
+
+    def job_document(self, job_id: str) -> JobDocument:
+        """Return everything known about the job (`virtjob.api.JobDocument`); `NoJobError`
+        if unknown."""
+        from virtjob.api.document import JobDocument  # the engine's one wire type
+
+        record = self._record(job_id)
+        with record.lock:
+            info = record.snapshot()
+            outcome = (
+                JobOutcome(record.state, record.result, record.error)
+                if record.state.terminal
+                else None
+            )
+            created, started, ended = record.times()
+        return JobDocument.build(
+            job_id=record.id,
+            host=self.host,
+            kind=record.kind,
+            subject=record.subject,
+            info=info,
+            outcome=outcome,
+            target=record.target,
+            created=created,
+            started=started,
+            ended=ended,
+        )
 
     def job_add_done_callback(self, job_id: str, fn: Callable[[], None]) -> None:
         """Call `fn()` when the job ends (at once if it has); `NoJobError` if unknown."""

@@ -8,9 +8,12 @@ handle class serves both.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from virtjob.jobs.types import JobInfo, JobOutcome
+
+if TYPE_CHECKING:
+    from virtjob.api.document import JobDocument
 
 
 class JobDriver(Protocol):
@@ -34,6 +37,10 @@ class JobDriver(Protocol):
 
     def job_outcome(self, job_id: str) -> JobOutcome | None:
         """Return how the job ended, or None while it has not."""
+        ...
+
+    def job_document(self, job_id: str) -> JobDocument:
+        """Return everything known about the job, as `virtjob.api.JobDocument`."""
         ...
 
     def job_add_done_callback(self, job_id: str, fn: Callable[[], None]) -> None:

@@ -41,6 +41,7 @@ class JobRecord:
         "cancel_requested",
         "cond",
         "created_at",
+        "created_mono",
         "ended_at",
         "error",
         "eta",
@@ -64,6 +65,7 @@ class JobRecord:
         "started_at",
         "state",
         "subject",
+        "target",
         "total",
         "version",
         "worker",
@@ -78,6 +80,7 @@ class JobRecord:
         on_cancel: CancelHook | None,
         lock_key: str | None,
         on_end: Callable[[JobRecord], None],
+        target: str | None = None,
     ) -> None:
         self.lock = Lock()
         self.cond: Condition | None = None  # made on the first wait: most jobs never need one
@@ -94,7 +97,9 @@ class JobRecord:
         self.on_end: Callable[[JobRecord], None] | None = on_end
         self.state = JobState.QUEUED
         self.version = 0
+        self.target = target
         self.created_at = time.time()
+        self.created_mono = _monotonic()
         self.started_at = 0.0
         self.ended_at = 0.0
         self.initialized = False
@@ -154,6 +159,14 @@ class JobRecord:
             rate = (percent - self.origin_percent) / (self.percent_at - self.origin_at)
             return max(0.0, (100.0 - percent) / rate - (now - self.percent_at))
         return None if eta is None else max(0.0, eta - (now - self.eta_at))
+
+    def times(self) -> tuple[float, float | None, float | None]:
+        """When the job was created, started and ended, as wall-clock times (None: not yet).
+        The caller holds `lock`."""
+        offset = self.created_at - self.created_mono
+        started = self.started_at + offset if self.started_at else None
+        ended = self.ended_at + offset if self.ended_at else None
+        return self.created_at, started, ended
 
     def info(self) -> JobInfo:
         """Return the current `JobInfo`."""

@@ -1,8 +1,10 @@
 """The ``qemu`` driver: real QEMU/KVM guests, one ``qemu-system-x86_64`` process per domain.
 
-``qemu:///session`` keeps its domain definitions under ``$VIRTJOB_STATE_DIR`` (else
-``~/.local/share/virtjob``) and runs guests as children of this process, spoken to over QMP
-with the ``qemu.qmp`` library. Each guest runs as its ``<domain type>`` says (``kvm``: KVM,
+``qemu:///session`` keeps its domain definitions in the state directory it is handed
+(default `virtjob.defaults.state_dir`: ``$VIRTJOB_STATE_DIR``, else
+``~/.local/share/virtjob``; virtjobd hands it its ``--state-dir``) and runs guests as children
+of this process, spoken to over QMP with the ``qemu.qmp`` library. Each guest runs as its
+``<domain type>`` says (``kvm``: KVM,
 refused when ``/dev/kvm`` is not usable; ``qemu``: TCG); ``?accel=tcg`` emulates every guest
 of the host, ``?accel=kvm`` insists that KVM be usable. All connections of a process to one
 state directory share one host: an ``accel`` that contradicts the open host is refused, and
@@ -20,13 +22,13 @@ import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from virtjob import defaults
 from virtjob.drivers.qemu.command import kvm_usable
 from virtjob.drivers.qemu.driver import QemuDriver
 from virtjob.drivers.qemu.host import get_host
 from virtjob.errors import InvalidArgError
 from virtjob.uri import ConnectURI
 
-STATE_ENV = "VIRTJOB_STATE_DIR"
 HOST_PARAMS: Mapping[str, str] = MappingProxyType(
     {
         "accel": "the operator sets it with virtjobd --qemu-accel; without it each guest runs"
@@ -37,15 +39,7 @@ HOST_PARAMS: Mapping[str, str] = MappingProxyType(
 than one connection, each with what a client can do instead. virtjobd refuses them from its
 clients: on a daemon the host's settings are its operator's, never the first client's."""
 
-__all__ = ["HOST_PARAMS", "QemuDriver", "connect", "state_dir"]
-
-
-def state_dir() -> str:
-    """The state directory: ``$VIRTJOB_STATE_DIR``, else ``~/.local/share/virtjob``."""
-    configured = os.environ.get(STATE_ENV)
-    if configured:
-        return os.path.abspath(configured)
-    return os.path.join(os.path.expanduser("~"), ".local", "share", "virtjob")
+__all__ = ["HOST_PARAMS", "QemuDriver", "connect"]
 
 
 def _shutdown_timeout(uri: ConnectURI) -> float | None:
@@ -67,8 +61,12 @@ def _shutdown_timeout(uri: ConnectURI) -> float | None:
     return shutdown_timeout
 
 
-def connect(uri: ConnectURI) -> QemuDriver:
-    """Open ``qemu:///session``; `InvalidArgError` for another path or a bad parameter."""
+def connect(uri: ConnectURI, state_dir: str | None = None) -> QemuDriver:
+    """Open ``qemu:///session`` on `state_dir` (default: `virtjob.defaults.state_dir`).
+
+    Raises `InvalidArgError` for another path, a bad parameter, or a state directory that
+    cannot be created.
+    """
     if uri.path != "/session":
         raise InvalidArgError(f"{uri} names no QEMU host virtjob knows; use qemu:///session")
     unknown = set(uri.params) - {"accel", "shutdown_timeout"}
@@ -83,11 +81,12 @@ def connect(uri: ConnectURI) -> QemuDriver:
     if accel == "kvm" and not kvm_usable():
         raise InvalidArgError(f"{uri} asks for KVM but /dev/kvm is not usable here; use accel=tcg")
     shutdown_timeout = _shutdown_timeout(uri)
-    directory = state_dir()
+    directory = os.path.abspath(state_dir or defaults.state_dir())
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise InvalidArgError(
-            f"cannot use state directory {directory}: {exc.strerror}; set ${STATE_ENV}"
+            f"cannot use state directory {directory}: {exc.strerror}; set"
+            f" ${defaults.STATE_DIR_ENV} to a directory of yours"
         ) from exc
     return QemuDriver(get_host(directory, accel, str(uri)), str(uri), shutdown_timeout)

@@ -72,9 +72,11 @@ class QemuDriver:
     def _refuse_if_busy(self, name: str, action: str) -> None:
         objects.refuse_if_busy(self.host.jobs, domain_key(name), action)
 
-    def _start(self, kind: JobKind, name: str, plan: workers.Plan) -> Job:
+    def _start(
+        self, kind: JobKind, name: str, plan: workers.Plan, target: str | None = None
+    ) -> Job:
         return self.host.jobs.start_job(
-            kind, name, plan.worker, plan.on_cancel, lock_key=domain_key(name)
+            kind, name, plan.worker, plan.on_cancel, lock_key=domain_key(name), target=target
         )
 
     # -- domains ----------------------------------------------------------------------------
@@ -232,7 +234,7 @@ class QemuDriver:
         check_target(path, f"a save of domain {ref.name!r}", self.host.confinement)
         with self.host.lock:
             return self._start(
-                JobKind.DOMAIN_SAVE, ref.name, workers.save_domain(self.host, ref, path)
+                JobKind.DOMAIN_SAVE, ref.name, workers.save_domain(self.host, ref, path), path
             )
 
     def restore_domain_job(self, path: str) -> Job:
@@ -254,7 +256,7 @@ class QemuDriver:
         check_target(path, f"a core dump of domain {ref.name!r}", self.host.confinement)
         with self.host.lock:
             return self._start(
-                JobKind.DOMAIN_DUMP_CORE, ref.name, workers.dump_core(self.host, ref, path)
+                JobKind.DOMAIN_DUMP_CORE, ref.name, workers.dump_core(self.host, ref, path), path
             )
 
     # -- networks ---------------------------------------------------------------------------

@@ -108,7 +108,7 @@ class QemuHost:
         self.confinement: Confinement | None = None
         """What jobs and guests may touch; None leaves them unconfined (`Driver.confine`)."""
         self.domains: dict[uuid.UUID, QemuDomain] = {}
-        self.jobs = LocalJobDriver(MAX_JOBS)
+        self.jobs = LocalJobDriver(MAX_JOBS, host="qemu:///session")
         self.loop = EventLoopThread(f"virtjob-qmp-{os.path.basename(state_dir)}")
         self.launcher = Launcher(f"virtjob-qemu-launcher-{os.path.basename(state_dir)}")
         self._ids = itertools.count(1)
@@ -425,6 +425,6 @@ def get_host(state_dir: str, accel: str | None, uri: str = "qemu:///session") ->
                     f" process with {opened}; its connections share one host, its guests and"
                     f" its jobs, so accel={accel} cannot apply to it. Connect without accel,"
                     f" choose the accelerator per guest with <domain type='kvm'|'qemu'>, or"
-                    f" use another $VIRTJOB_STATE_DIR"
+                    f" use another state directory ($VIRTJOB_STATE_DIR)"
                 )
         return host

@@ -66,8 +66,15 @@ class TestDriver:
     def _refuse_if_busy(self, key: str, action: str) -> None:
         objects.refuse_if_busy(self.host.jobs, key, action)
 
-    def _start(self, kind: JobKind, subject: str, key: str, worker: workers.Worker) -> Job:
-        return self.host.jobs.start_job(kind, subject, worker, lock_key=key)
+    def _start(
+        self,
+        kind: JobKind,
+        subject: str,
+        key: str,
+        worker: workers.Worker,
+        target: str | None = None,
+    ) -> Job:
+        return self.host.jobs.start_job(kind, subject, worker, lock_key=key, target=target)
 
     # -- domains ----------------------------------------------------------------------------
 
@@ -228,6 +235,7 @@ class TestDriver:
                 ref.name,
                 domain_key(ref.name),
                 workers.save_domain(self.host, ref, path, self.rate),
+                path,
             )
 
     def restore_domain_job(self, path: str) -> Job:
@@ -265,6 +273,7 @@ class TestDriver:
                 ref.name,
                 domain_key(ref.name),
                 workers.dump_core(self.host, ref, path, self.rate),
+                path,
             )
 
     # -- networks ---------------------------------------------------------------------------

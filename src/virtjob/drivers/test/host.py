@@ -192,6 +192,7 @@ class TestHost:
     """Where jobs may read and write files; None leaves them unconfined (see `Driver.confine`)."""
 
     def __post_init__(self) -> None:
+        self.jobs.host = f"test:///{self.name}"
         domain = TestDomain(parse_domain_xml(DEFAULT_DOMAIN_XML), persistent=True)
         self.boot(domain)
         self.domains[domain.config.uuid] = domain
