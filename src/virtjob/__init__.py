@@ -21,7 +21,8 @@ from virtjob.errors import (
     VirtError,
     XMLError,
 )
-from virtjob.jobs import Job, JobInfo, JobKind, JobState
+from virtjob.job import Job
+from virtjob.jobs import JobInfo, JobKind, JobState
 from virtjob.network import Network, NetworkInfo
 
 __version__ = "0.1.0"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from types import TracebackType
-from typing import Any
 
-from virtjob.domain import Domain
+from virtjob import jobs
+from virtjob.domain import Domain, domain_job
 from virtjob.drivers import connect_driver
-from virtjob.drivers.base import Capabilities, DomainRef, Driver, NetworkRef
+from virtjob.drivers.base import Capabilities, Driver
 from virtjob.errors import InvalidArgError, OperationInvalidError
-from virtjob.jobs import Job
-from virtjob.network import Network
+from virtjob.job import Job, check_path, finish, void_job
+from virtjob.network import Network, network_job
 from virtjob.uri import ConnectURI, default_uri, parse_uri
 
 __all__ = ["Connection", "open"]
@@ -108,25 +107,26 @@ class Connection:
         `OperationInvalidError` if the name or UUID is taken by another domain."""
         return Domain(self, self.driver.define_domain(_xml(xml)))
 
-    def create_domain_job(self, xml: str) -> Job:
+    def create_domain_job(self, xml: str) -> Job[Domain]:
         """Create and boot a transient domain from XML in the background; the result is it."""
-        return self.bind(self.driver.create_domain_job(_xml(xml)))
+        return domain_job(self, self.driver.create_domain_job(_xml(xml)))
 
     def create_domain(self, xml: str) -> Domain:
         """Create and boot a transient domain, returning it once running."""
-        return self.finish(self.create_domain_job(xml))  # type: ignore[no-any-return]
+        return finish(self.create_domain_job(xml))
 
-    def restore_job(self, path: str) -> Job:
+    def restore_job(self, path: str) -> Job[Domain]:
         """Restore a domain saved at `path` in the background; the result is the running domain.
 
         A bad file (missing, truncated, corrupted, foreign) is reported before anything on the
-        host changes; a cancelled restore leaves no domain behind.
+        host changes; a cancelled restore leaves no domain behind. `InvalidArgError` if `path`
+        is not a file path.
         """
-        return self.bind(self.driver.restore_domain_job(self.check_path(path)))
+        return domain_job(self, self.driver.restore_domain_job(check_path(path)))
 
     def restore(self, path: str) -> Domain:
         """Restore the domain saved at `path` and return it once running."""
-        return self.finish(self.restore_job(path))  # type: ignore[no-any-return]
+        return finish(self.restore_job(path))
 
     # -- networks ---------------------------------------------------------------------------
 
@@ -142,53 +142,38 @@ class Connection:
         """Define a persistent (inactive) network from XML."""
         return Network(self, self.driver.define_network(_xml(xml)))
 
-    def create_network_job(self, xml: str) -> Job:
+    def create_network_job(self, xml: str) -> Job[Network]:
         """Create and start a transient network from XML in the background; the result is it."""
-        return self.bind(self.driver.create_network_job(_xml(xml)))
+        return network_job(self, self.driver.create_network_job(_xml(xml)))
 
     def create_network(self, xml: str) -> Network:
         """Create and start a transient network, returning it once active."""
-        return self.finish(self.create_network_job(xml))  # type: ignore[no-any-return]
+        return finish(self.create_network_job(xml))
 
     # -- jobs -------------------------------------------------------------------------------
 
-    def list_jobs(self) -> list[Job]:
-        """Return every job on the host not yet destroyed, oldest first."""
-        return [self.bind(job) for job in self.driver.list_jobs()]
+    def list_jobs(self) -> list[Job[Domain | Network | None]]:
+        """Return every job on the host not yet destroyed, oldest first.
 
-    def lookup_job(self, job_id: str) -> Job:
-        """Return the job with that id; `NoJobError` if there is none."""
+        Each is typed by the union of what jobs make; its kind says which it is, and its
+        results are what they were on the handle that started it (see `virtjob.job`).
+        """
+        return [self._listed(job) for job in self.driver.list_jobs()]
+
+    def lookup_job(self, job_id: str) -> Job[Domain | Network | None]:
+        """Return the job with that id (typed as `list_jobs` types them); `NoJobError` if
+        there is none, `InvalidArgError` if `job_id` is not a non-empty string."""
         if not isinstance(job_id, str) or not job_id:
             raise InvalidArgError(f"a job id is a non-empty string, not {job_id!r}")
-        return self.bind(self.driver.lookup_job(job_id))
+        return self._listed(self.driver.lookup_job(job_id))
 
-    # -- helpers for Domain and Network ------------------------------------------------------
-
-    def bind(self, job: Job) -> Job:
-        """Return `job` with its results turned into this connection's Domain/Network objects."""
-        return job.with_result_adapter(self._adapt)
-
-    def finish(self, job: Job) -> Any:
-        """Wait for `job`, destroy its record, and return its result or raise its error."""
-        with job:
-            return job.result()
-
-    def check_path(self, path: str | os.PathLike[str]) -> str:
-        """Return `path` as an absolute path string; `InvalidArgError` if it is not a path."""
-        try:
-            text = os.fspath(path)
-        except TypeError:
-            raise InvalidArgError(f"expected a file path, got {path!r}") from None
-        if not isinstance(text, str) or not text or "\0" in text:
-            raise InvalidArgError(f"expected a non-empty file path, got {path!r}")
-        return os.path.abspath(text)
-
-    def _adapt(self, value: object) -> object:
-        if isinstance(value, DomainRef):
-            return Domain(self, value)
-        if isinstance(value, NetworkRef):
-            return Network(self, value)
-        return value
+    def _listed(self, job: jobs.Job[object]) -> Job[Domain | Network | None]:
+        """A driver's job of any kind as the handle its kind makes (`Job[Domain]`...)."""
+        if job.kind.yields_domain:
+            return domain_job(self, job)
+        if job.kind.yields_network:
+            return network_job(self, job)
+        return void_job(job)
 
     def __repr__(self) -> str:
         return f"<Connection {self.uri}{' (closed)' if self.closed else ''}>"

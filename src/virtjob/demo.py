@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -24,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 import virtjob
-from virtjob.jobs import Job, JobState
+from virtjob import Job, JobState
 
 DB_XML = """\
 <domain type='test'>
@@ -78,7 +79,7 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _follow(progress: Progress, jobs: dict[TaskID, Job], cancel_at: dict[Job, float]) -> None:
+def _follow(progress: Progress, jobs: Mapping[TaskID, Job], cancel_at: dict[Job, float]) -> None:
     """Refresh every task from its job until all jobs are final, cancelling on cue."""
     stopped: set[TaskID] = set()
     while True:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import TYPE_CHECKING
 
+from virtjob import jobs
 from virtjob.drivers.base import DomainInfo, DomainRef, DomainState
-from virtjob.errors import InvalidArgError, NoJobError
-from virtjob.jobs import Job, JobKind
+from virtjob.errors import InternalError, InvalidArgError, NoJobError
+from virtjob.job import Job, bind, check_path, finish, void_job
+from virtjob.jobs import JobKind
 
 if TYPE_CHECKING:
     from virtjob.connection import Connection
@@ -104,15 +107,17 @@ class Domain:
         """Return the domain's XML document."""
         return self._conn.driver.domain_xml(self._ref)
 
-    def job(self) -> Job | None:
+    def job(self) -> Job[Domain | None] | None:
         """Return the job queued or running on this domain, or None when it has none.
 
-        A domain has at most one such job (a second is refused), always its newest one.
+        A domain has at most one such job (a second is refused), always its newest one: a
+        create, start or restore (its result is this domain) or a save or dump (None).
         Raises what `Connection.list_jobs` raises, e.g. `ConnectError` for a daemon gone.
         """
+        conn = self._conn
         mine = [
             job
-            for job in self._conn.list_jobs()
+            for job in conn.driver.list_jobs()
             if job.kind in DOMAIN_JOB_KINDS and job.subject == self.name
         ]
         for job in reversed(mine):
@@ -120,44 +125,46 @@ class Domain:
                 state = job.info().state
             except NoJobError:  # destroyed since it was listed: look at the one before
                 continue
-            return None if state.terminal else job
+            if state.terminal:
+                return None
+            return domain_job(conn, job) if job.kind.yields_domain else void_job(job)
         return None
 
     # -- jobs and their synchronous twins -----------------------------------------------------
 
-    def start_job(self) -> Job:
+    def start_job(self) -> Job[Domain]:
         """Boot this defined, shut-off domain in the background; the job's result is the domain.
 
         Refused with `OperationInvalidError` when it is already running or busy with a job.
         """
-        return self._conn.bind(self._conn.driver.start_domain_job(self._ref))
+        return domain_job(self._conn, self._conn.driver.start_domain_job(self._ref))
 
     def start(self) -> Domain:
         """Boot this domain and return it once running; raises what `start_job` and its job do."""
-        return self._conn.finish(self.start_job())  # type: ignore[no-any-return]
+        return finish(self.start_job())
 
-    def save_job(self, path: str) -> Job:
+    def save_job(self, path: str) -> Job[None]:
         """Save the running domain's memory to `path`, then stop it; the job's result is None.
 
         A cancelled or failed save leaves no file at `path` and the domain as it was.
+        `InvalidArgError` if `path` is not a file path.
         """
-        return self._conn.bind(
-            self._conn.driver.save_domain_job(self._ref, self._conn.check_path(path))
-        )
+        return void_job(self._conn.driver.save_domain_job(self._ref, check_path(path)))
 
     def save(self, path: str) -> None:
         """Save this domain to `path` and stop it; raises what `save_job` and the job raise."""
-        self._conn.finish(self.save_job(path))
+        finish(self.save_job(path))
 
-    def dump_core_job(self, path: str) -> Job:
-        """Write the domain's memory to `path`; the domain keeps its state. Result: None."""
-        return self._conn.bind(
-            self._conn.driver.dump_core_job(self._ref, self._conn.check_path(path))
-        )
+    def dump_core_job(self, path: str) -> Job[None]:
+        """Write the domain's memory to `path`; the domain keeps its state. Result: None.
+
+        `InvalidArgError` if `path` is not a file path.
+        """
+        return void_job(self._conn.driver.dump_core_job(self._ref, check_path(path)))
 
     def dump_core(self, path: str) -> None:
         """Dump this domain's memory to `path`; raises what `dump_core_job` and the job raise."""
-        self._conn.finish(self.dump_core_job(path))
+        finish(self.dump_core_job(path))
 
     # -- immediate operations -------------------------------------------------------------------
 
@@ -204,3 +211,20 @@ class Domain:
 
     def __repr__(self) -> str:
         return f"<Domain {self.name!r} {self.uuid}>"
+
+
+def domain_job(conn: Connection, job: jobs.Job[object]) -> Job[Domain]:
+    """`job`, a driver's create, start or restore job, as a public handle whose result is the
+    domain it made, on `conn`. Raises nothing itself (see `_made_domain`)."""
+    return bind(job, functools.partial(_made_domain, conn))
+
+
+def _made_domain(conn: Connection, made: object) -> Domain:
+    """The `Domain` on `conn` of the ref a job made; `InternalError` if a driver's job
+    yielded something else (a bug in that driver)."""
+    if not isinstance(made, DomainRef):
+        raise InternalError(
+            f"a job that makes a domain yielded {made!r} instead of one; this is a bug in the"
+            f" driver of {conn.uri}"
+        )
+    return Domain(conn, made)

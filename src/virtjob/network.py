@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import TYPE_CHECKING
 
+from virtjob import jobs
 from virtjob.drivers.base import NetworkInfo, NetworkRef
-from virtjob.jobs import Job
+from virtjob.errors import InternalError
+from virtjob.job import Job, bind, finish
 
 if TYPE_CHECKING:
     from virtjob.connection import Connection
@@ -58,16 +61,16 @@ class Network:
         """Return the network's XML document."""
         return self._conn.driver.network_xml(self._ref)
 
-    def start_job(self) -> Job:
+    def start_job(self) -> Job[Network]:
         """Start this defined, inactive network in the background; the result is the network.
 
         Refused with `OperationInvalidError` when it is already active or busy with a job.
         """
-        return self._conn.bind(self._conn.driver.start_network_job(self._ref))
+        return network_job(self._conn, self._conn.driver.start_network_job(self._ref))
 
     def start(self) -> Network:
         """Start this network and return it once active; raises what `start_job` and its job do."""
-        return self._conn.finish(self.start_job())  # type: ignore[no-any-return]
+        return finish(self.start_job())
 
     def destroy(self) -> None:
         """Stop the network; `OperationInvalidError` if it is not active."""
@@ -87,3 +90,20 @@ class Network:
 
     def __repr__(self) -> str:
         return f"<Network {self.name!r} {self.uuid}>"
+
+
+def network_job(conn: Connection, job: jobs.Job[object]) -> Job[Network]:
+    """`job`, a driver's network create or start job, as a public handle whose result is the
+    network it made, on `conn`. Raises nothing itself (see `_made_network`)."""
+    return bind(job, functools.partial(_made_network, conn))
+
+
+def _made_network(conn: Connection, made: object) -> Network:
+    """The `Network` on `conn` of the ref a job made; `InternalError` if a driver's job
+    yielded something else (a bug in that driver)."""
+    if not isinstance(made, NetworkRef):
+        raise InternalError(
+            f"a job that makes a network yielded {made!r} instead of one; this is a bug in the"
+            f" driver of {conn.uri}"
+        )
+    return Network(conn, made)

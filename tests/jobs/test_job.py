@@ -367,7 +367,7 @@ def test_worker_raising_base_exception_still_fails_the_job(driver: LocalJobDrive
     assert isinstance(job.error(), InternalError)
 
 
-# -- error, domain, network ------------------------------------------------------------------
+# -- error, result adapters ------------------------------------------------------------------
 
 
 def test_error_is_none_unless_failed(driver: LocalJobDriver, make_blocker: MakeBlocker) -> None:
@@ -384,45 +384,39 @@ def test_error_is_none_unless_failed(driver: LocalJobDriver, make_blocker: MakeB
     assert done.error() is None
 
 
-@pytest.mark.parametrize("kind", list(JobKind))
-def test_domain_and_network_follow_the_job_kind(driver: LocalJobDriver, kind: JobKind) -> None:
-    """domain()/network() give the result only for kinds that make one, and only on success."""
-    made = object()
-    job = driver.start_job(kind, "x", lambda ctx: made)
-    job.wait(SAFETY)
-    assert job.domain() is (made if kind.yields_domain else None)
-    assert job.network() is (made if kind.yields_network else None)
-
-    def fail(ctx: JobContext) -> None:
-        raise OperationFailedError("no")
-
-    failed = driver.start_job(kind, "y", fail)
-    failed.wait(SAFETY)
-    assert failed.domain() is None
-    assert failed.network() is None
-
-
-def test_domain_is_none_while_the_job_runs(
-    driver: LocalJobDriver, make_blocker: MakeBlocker
-) -> None:
-    """A create job that has not finished has no domain yet."""
-    blocker = make_blocker(result="dom")
-    job = start(driver, blocker, kind=JobKind.DOMAIN_CREATE)
-    assert blocker.started.wait(SAFETY)
-    assert job.domain() is None
-    blocker.release()
-    job.wait(SAFETY)
-    assert job.domain() == "dom"
-
-
-def test_result_adapter_applies_to_result_and_domain(driver: LocalJobDriver) -> None:
-    """A handle made with with_result_adapter passes results through the adapter."""
+def test_result_adapter_applies_to_result(driver: LocalJobDriver) -> None:
+    """A handle made with with_result_adapter passes results through the adapter; the
+    original handle, equal to it, still gives the worker's value."""
     job = driver.start_job(JobKind.DOMAIN_RESTORE, "d", lambda ctx: "raw")
     adapted = job.with_result_adapter(lambda value: ("wrapped", value))
     assert adapted == job
     assert adapted.result(SAFETY) == ("wrapped", "raw")
-    assert adapted.domain() == ("wrapped", "raw")
     assert job.result() == "raw"
+
+
+def test_result_adapter_is_not_asked_for_a_failure_or_a_cancel(
+    driver: LocalJobDriver, make_blocker: MakeBlocker
+) -> None:
+    """A failed or cancelled job raises its own error; the adapter never sees it."""
+    seen: list[object] = []
+
+    def adapt(value: object) -> object:
+        seen.append(value)
+        return value
+
+    def fail(ctx: JobContext) -> None:
+        raise OperationFailedError("no")
+
+    failed = driver.start_job(JobKind.DOMAIN_CREATE, "y", fail).with_result_adapter(adapt)
+    with pytest.raises(OperationFailedError, match="no"):
+        failed.result(SAFETY)
+    blocker = make_blocker()
+    cancelled = start(driver, blocker).with_result_adapter(adapt)
+    assert blocker.started.wait(SAFETY)
+    cancelled.cancel()
+    with pytest.raises(JobCancelledError):
+        cancelled.result(SAFETY)
+    assert seen == []
 
 
 # -- watch -----------------------------------------------------------------------------------
@@ -621,8 +615,6 @@ _CALLS: dict[str, Callable[[Job], Any]] = {
     "watch": lambda job: job.watch(),
     "add_done_callback": lambda job: job.add_done_callback(lambda j: None),
     "destroy": lambda job: job.destroy(),
-    "domain": lambda job: job.domain(),
-    "network": lambda job: job.network(),
 }
 
 

@@ -46,7 +46,7 @@ def test_cancel_racing_with_the_start_of_a_queued_job_is_clean(
             ran.add(ctx.id)
         return ctx.id
 
-    racers: list[Job] = []
+    racers: list[Job[str]] = []
     for _ in range(ROUNDS):
         driver.start_job(JobKind.DOMAIN_SAVE, "head", lambda ctx: None)
         racer = driver.start_job(JobKind.DOMAIN_SAVE, "racer", worker)

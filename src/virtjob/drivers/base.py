@@ -3,7 +3,9 @@
 A driver implements the operations for one kind of host (``test``, ``qemu``, ``remote``).
 The public objects stay thin: they check arguments and dispatch here. Objects cross this
 boundary as small frozen values (`DomainRef`, `NetworkRef`, `DomainInfo`); long operations
-come back as `Job` handles from the job engine, whose results are refs.
+come back as plain `Job` handles (`Job[object]`) from the job engine, whose results are refs
+as each method says. The public layer (`virtjob.job`) checks each result and types the
+handle it gives users (`Job[Domain]`, `Job[Network]`, `Job[None]`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""`Job`: the handle a caller holds while an operation runs in the background."""
+"""`Job[T]`: the handle a caller holds while an operation runs in the background.
+
+Like `concurrent.futures.Future[T]`, a handle is typed by what its job yields: `result()`
+returns a `T`. The engine stores whatever its worker returned (an `object`); a handle made
+with a *result adapter* (``Callable[[object], T]``) passes the stored value through it, which
+is how the public API turns a driver's refs into `Domain`/`Network` objects (`virtjob.job`).
+A handle whose result type nobody knows (`LocalJobDriver.lookup_job`, a driver's listing) is a
+`Job[object]`, spelled plain `Job`.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +14,36 @@ import logging
 from collections.abc import Callable, Iterator
 from math import inf
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, Self, TypeVar, cast
 
 from virtjob.errors import InvalidArgError, JobCancelledError, NoJobError, VirtError
 from virtjob.jobs.protocol import JobDriver
 from virtjob.jobs.types import JobInfo, JobKind, JobState
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar as DefaultTypeVar
+
     from virtjob.api.document import JobDocument
+
+    T_co = DefaultTypeVar("T_co", covariant=True, default=object)
+else:
+    # A plain `Job` means `Job[object]` (a TypeVar default, PEP 696: in `typing` from Python
+    # 3.13; the type checker reads it from typing_extensions, the 3.11 runtime needs none).
+    T_co = TypeVar("T_co", covariant=True)
+
+U = TypeVar("U")
 
 log = logging.getLogger("virtjob.jobs")
 
-ResultAdapter = Callable[[object], object]
 
-
-class Job:
-    """A handle on one asynchronous job, local or remote.
+class Job(Generic[T_co]):
+    """A handle on one asynchronous job, local or remote, whose result is a `T_co`.
 
     Every method is thread-safe and asks the job driver for fresh state; the handle itself holds
-    nothing but the job's identity. Handles for the same job compare equal. Used as a context
-    manager, the job is destroyed on exit: after waiting for it when the block ends normally, or
-    after cancelling it and waiting when the block raises.
+    nothing but the job's identity (and how to present its result). Handles for the same job
+    compare equal. Used as a context manager, the job is destroyed on exit: after waiting for it
+    when the block ends normally, or after cancelling it and waiting when the block raises.
+    The type parameter is covariant: a `Job[Domain]` is a `Job[Domain | None]` and a `Job`.
     """
 
     __slots__ = ("_adapt", "_driver", "_id", "_kind", "_subject")
@@ -38,8 +55,11 @@ class Job:
         kind: JobKind,
         subject: str,
         *,
-        result_adapter: ResultAdapter | None = None,
+        result_adapter: Callable[[object], T_co] | None = None,
     ) -> None:
+        """A handle on job `job_id` of `driver`. With `result_adapter`, results pass through
+        it (`result()`); without, they are the worker's value as it is, and whoever makes the
+        handle (`LocalJobDriver.start_job`) types it by what the worker returns."""
         self._driver = driver
         self._id = job_id
         self._kind = kind
@@ -66,8 +86,12 @@ class Job:
         """The job driver that runs this job."""
         return self._driver
 
-    def with_result_adapter(self, adapt: ResultAdapter) -> Job:
-        """Return a handle on the same job whose results pass through `adapt` first."""
+    def with_result_adapter(self, adapt: Callable[[object], U]) -> Job[U]:
+        """Return a handle on the same job whose results pass through `adapt` first.
+
+        `adapt` receives the value the job's worker produced (not this handle's adapted one).
+        Raises nothing; what `adapt` raises comes out of `result()`.
+        """
         return Job(self._driver, self._id, self._kind, self._subject, result_adapter=adapt)
 
     def info(self) -> JobInfo:
@@ -91,7 +115,7 @@ class Job:
         """
         return self._driver.job_wait(self._id, _check_timeout(timeout))
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T_co:
         """Wait for the job and return its result.
 
         Raises the job's `VirtError` if it failed, `JobCancelledError` if it was cancelled,
@@ -108,14 +132,6 @@ class Job:
             )
         assert outcome.error is not None
         raise outcome.error
-
-    def domain(self) -> Any:
-        """Return the domain made by a succeeded create, start or restore job, else None."""
-        return self._result_if(self._kind.yields_domain)
-
-    def network(self) -> Any:
-        """Return the network made by a succeeded network create or start job, else None."""
-        return self._result_if(self._kind.yields_network)
 
     def document(self) -> JobDocument:
         """Return everything known about the job at once: identity, host, progress, outcome,
@@ -136,7 +152,7 @@ class Job:
         """
         return self._driver.job_watch(self._id, _seconds(interval, "a watch interval"))
 
-    def add_done_callback(self, fn: Callable[[Job], object]) -> None:
+    def add_done_callback(self, fn: Callable[[Self], object]) -> None:
         """Call `fn(job)` once when the job is final.
 
         If it already is, `fn` runs before this returns, in the caller's thread. Exceptions
@@ -158,16 +174,20 @@ class Job:
         """
         self._driver.job_destroy(self._id)
 
-    def _result_if(self, wanted: bool) -> Any:
+    def _result_if(self, wanted: bool) -> T_co | None:
+        """The result if `wanted` and the job has succeeded, else None (never the error).
+        Raises `NoJobError` once destroyed. For subclasses: `virtjob.job.Job.domain`."""
         outcome = self._driver.job_outcome(self._id)  # raises NoJobError once destroyed
         if not wanted or outcome is None or outcome.state is not JobState.SUCCEEDED:
             return None
         return self._adapted(outcome.result)
 
-    def _adapted(self, value: object) -> Any:
-        return self._adapt(value) if self._adapt is not None else value
+    def _adapted(self, value: object) -> T_co:
+        if self._adapt is not None:
+            return self._adapt(value)
+        return cast("T_co", value)  # the maker typed the handle by what its worker returns
 
-    def __enter__(self) -> Job:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from queue import SimpleQueue
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from virtjob.errors import (
     InternalError,
@@ -26,13 +26,14 @@ from virtjob.errors import (
 from virtjob.jobs.context import JobContext
 from virtjob.jobs.feed import ChangeFeed
 from virtjob.jobs.job import Job
-from virtjob.jobs.record import CancelHook, JobRecord, Worker
+from virtjob.jobs.record import CancelHook, JobRecord
 from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
 
 if TYPE_CHECKING:
     from virtjob.api.document import JobDocument
 
 log = logging.getLogger("virtjob.jobs")
+T = TypeVar("T")
 
 _live_drivers: weakref.WeakSet[LocalJobDriver] = weakref.WeakSet()
 _driver_numbers = itertools.count(1)
@@ -112,14 +113,17 @@ class LocalJobDriver:
         self,
         kind: JobKind,
         subject: str,
-        worker: Worker,
+        worker: Callable[[JobContext], T],
         on_cancel: CancelHook | None = None,
         *,
         lock_key: str | None = None,
         target: str | None = None,
-    ) -> Job:
+    ) -> Job[T]:
         """Queue `worker(ctx)` as a new job and return its handle at once.
 
+        The handle is typed by what `worker` returns: the job's result when it succeeds. (A
+        worker that ends its job with ``ctx.finish_success(value)`` declares the type of
+        `value` as its return type, or `object`.)
         `target` names the file the job writes, if any (shown in its document).
         `on_cancel()` is called once, from the cancelling thread, when a running job is asked
         to stop (it may run just after the worker has finished). `lock_key`, when given, makes
@@ -247,7 +251,7 @@ class LocalJobDriver:
                 if self._holders.get(record.lock_key) is record:
                     del self._holders[record.lock_key]
 
-    def busy_with(self, lock_key: str) -> Job | None:
+    def busy_with(self, lock_key: str) -> Job[object] | None:
         """Return the queued or running job holding `lock_key`, or None if it is free."""
         with self._lock:
             holder = self._holders.get(lock_key)
@@ -257,13 +261,13 @@ class LocalJobDriver:
 
     # -- listing -----------------------------------------------------------------------------
 
-    def list_jobs(self) -> list[Job]:
+    def list_jobs(self) -> list[Job[object]]:
         """Return handles for every job not yet destroyed, oldest first."""
         with self._lock:
             records = list(self._records.values())
         return [Job(self, r.id, r.kind, r.subject) for r in records]
 
-    def lookup_job(self, job_id: str) -> Job:
+    def lookup_job(self, job_id: str) -> Job[object]:
         """Return the handle of job `job_id`; raises `NoJobError` if there is none."""
         record = self._record(job_id)
         return Job(self, record.id, record.kind, record.subject)
@@ -401,7 +405,7 @@ class LocalJobDriver:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in threads)
 
-    def unfinished(self) -> list[Job]:
+    def unfinished(self) -> list[Job[object]]:
         """Return the jobs not yet final, oldest first."""
         with self._lock:
             records = [r for r in self._records.values() if not r.state.terminal]

@@ -28,7 +28,7 @@ from virtjob.drivers.base import Confinement
 from virtjob.drivers.test import driver as test_driver
 from virtjob.drivers.test import host as test_host
 from virtjob.files import PARTIAL_MARK, partial_name
-from virtjob.jobs import LocalJobDriver
+from virtjob.jobs import Job, LocalJobDriver
 from virtjob.savefile import FORMAT_VERSION, MAGIC, SaveFileReader
 from virtjob.uri import parse_uri
 
@@ -197,7 +197,7 @@ class Slot:
 
     def __init__(self, host: test_host.TestHost, uri: str) -> None:
         self._crawl = test_driver.TestDriver(host, 1 << 20, uri)
-        self._held: list[virtjob.Job] = []
+        self._held: list[Job] = []
 
     def hold(self) -> None:
         """Fill the slot (the job stays running until `release()`)."""
@@ -480,7 +480,7 @@ def test_a_second_save_to_a_target_being_written_is_refused_at_the_call(
 
 
 @pytest.fixture
-def two_slots() -> Iterator[tuple[Connection, Connection, list[virtjob.Job]]]:
+def two_slots() -> Iterator[tuple[Connection, Connection, list[Job]]]:
     """A fresh test host running two jobs at a time, 'other' running beside 'test': a fast and a
     slow connection to it, and two slow network jobs filling both slots (cancel one to free a
     slot)."""
@@ -506,7 +506,7 @@ def two_slots() -> Iterator[tuple[Connection, Connection, list[virtjob.Job]]]:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("op", OPS)
 def test_a_second_writer_of_a_target_is_refused_when_its_job_starts(
-    two_slots: tuple[Connection, Connection, list[virtjob.Job]], tmp_path: Path, op: str
+    two_slots: tuple[Connection, Connection, list[Job]], tmp_path: Path, op: str
 ) -> None:
     """Two jobs to one target, both accepted while queued: the first starts and writes; when
     the second starts it fails with OperationInvalidError before its domain is paused."""
