@@ -26,7 +26,7 @@ from virtjob.errors import (
 from virtjob.jobs.context import JobContext
 from virtjob.jobs.feed import ChangeFeed
 from virtjob.jobs.job import Job
-from virtjob.jobs.record import CancelHook, JobRecord
+from virtjob.jobs.record import CancelHook, JobRecord, log_transition
 from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
 
 if TYPE_CHECKING:
@@ -160,6 +160,8 @@ class LocalJobDriver:
             if lock_key is not None:
                 self._holders[lock_key] = record
             held: list[_Held] | None = getattr(_holding, "jobs", None)
+            # Logged before a thread can pick the job up, so that its log reads in order.
+            log_transition(record, "queued" if held is None else "queued, held until released")
             if held is None:
                 self._queue.put(record)
             else:

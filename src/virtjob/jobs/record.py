@@ -4,6 +4,10 @@ The record is shared by three parties: the `LocalJobDriver` that queues and runs
 `JobContext` through which the worker reports progress, and the callers who read, wait on and
 cancel it. All fields are read and written under `lock`; `cond` (built on that lock) wakes
 waiters and watchers. Nothing here calls out to user code while holding the lock.
+
+Every step of a job's life is logged at DEBUG on the ``virtjob.jobs`` logger by one function,
+`log_transition`: queued, running, cancel requested, and its end (succeeded, failed with the
+error and its traceback, cancelled), each with the job's id, kind and subject.
 """
 
 from __future__ import annotations
@@ -28,6 +32,43 @@ log = logging.getLogger("virtjob.jobs")
 Worker = Callable[["JobContext"], object]
 CancelHook = Callable[[], None]
 _monotonic = time.monotonic
+_DEBUG = logging.DEBUG
+
+
+def log_transition(record: JobRecord, step: str, *, final: bool = False) -> None:
+    """Log `step` of `record`'s life at DEBUG: "queued", "running", "cancel requested", or
+    (`final`) how it ended, with how long it ran and a failure's error and traceback. The one
+    place the engine tells a job's story; costs one level check when DEBUG is off. Never
+    called holding the job's own lock (a handler may be slow): a final job's fields no longer
+    change. "queued" is logged under the job driver's lock, before a thread can start the job,
+    so that the story reads in order. Raises nothing."""
+    if not log.isEnabledFor(_DEBUG):
+        return
+    if not final or not record.started_at:
+        log.debug("job %s (%s of %r): %s", record.id, record.kind, record.subject, step)
+        return
+    ran = record.ended_at - record.started_at
+    if record.error is None:
+        log.debug(
+            "job %s (%s of %r): %s after running %.3f s",
+            record.id,
+            record.kind,
+            record.subject,
+            step,
+            ran,
+        )
+        return
+    log.debug(
+        "job %s (%s of %r): %s after running %.3f s: %s: %s",
+        record.id,
+        record.kind,
+        record.subject,
+        step,
+        ran,
+        type(record.error).__name__,
+        record.error,
+        exc_info=record.error,
+    )
 
 
 class JobRecord:
@@ -255,7 +296,8 @@ class JobRecord:
             self.state = JobState.RUNNING
             self.started_at = _monotonic()
             self.changed(wake_all=True)
-            return True
+        log_transition(self, "running")
+        return True
 
     def request_cancel(self, *, queued_only: bool = False) -> None:
         """Cancel a queued job at once, or ask a running one to stop (calling `on_cancel` once).
@@ -275,7 +317,9 @@ class JobRecord:
                 self.changed(wake_all=True)
         if state is JobState.QUEUED:
             self.end(JobState.CANCELLED, None, None, from_queue=True)
-        elif hook is not None:
+            return
+        log_transition(self, "cancel requested")
+        if hook is not None:
             try:
                 hook()
             except Exception:
@@ -289,7 +333,7 @@ class JobRecord:
         *,
         from_queue: bool = False,
     ) -> None:
-        """Make the job final, then run the driver's hook and the done callbacks.
+        """Make the job final, log it, then run the driver's hook and the done callbacks.
 
         Raises `InternalError` if the job is already final (a worker finishing twice).
         """
@@ -314,6 +358,7 @@ class JobRecord:
             on_end, self.on_end = self.on_end, None
             self.settler = threading.get_ident()
             self.changed(wake_all=True)
+        log_transition(self, "cancelled while queued" if from_queue else state.value, final=True)
         try:
             if on_end is not None:
                 on_end(self)
