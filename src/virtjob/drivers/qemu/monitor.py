@@ -3,6 +3,12 @@
 `qemu.qmp` is an asyncio library. `EventLoopThread` runs one event loop in a daemon thread
 for a whole host; `Monitor` wraps one `QMPClient` on that loop behind blocking calls with
 timeouts, and turns the library's errors into `OperationFailedError`.
+
+Every command a `Monitor` sends is logged at DEBUG on ``virtjob.qemu.qmp`` when it goes out
+(``-> domain 'web': query-status {}``) and when it comes back, with how long it took and the
+answer, QEMU's refusal, or why there was none (``<- domain 'web': query-status in 0.002 s:
+{...}``): a hung or refused command shows in the log with what was asked. Nothing is
+formatted when DEBUG is off.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -23,6 +30,11 @@ from virtjob.errors import OperationFailedError
 T = TypeVar("T")
 COMMAND_TIMEOUT = 30.0
 """Seconds a QMP command may take before the monitor is considered hung."""
+ANSWER_SHOWN = 400
+"""Characters of an answer the debug log shows (a ``query-migrate`` answer runs long)."""
+
+log = logging.getLogger("virtjob.qemu.qmp")
+_DEBUG = logging.DEBUG
 
 
 class EventLoopThread:
@@ -169,12 +181,19 @@ class Monitor:
 
     def connect(self, sock: socket.socket, timeout: float) -> None:
         """Greet QEMU over `sock` and negotiate capabilities."""
+        started = time.monotonic()
         try:
             self._loop.run(self._client.connect(sock), timeout)
         except (QMPError, OSError, TimeoutError) as exc:
+            self._log_end("connect", started, exc)
             raise OperationFailedError(
                 f"QEMU for domain {self._domain!r} did not answer on its monitor: {exc}"
             ) from exc
+        if log.isEnabledFor(_DEBUG):
+            took = time.monotonic() - started
+            log.debug(
+                "<- domain %r: greeted, capabilities negotiated in %.3f s", self._domain, took
+            )
 
     def execute(
         self,
@@ -187,21 +206,30 @@ class Monitor:
 
         Raises `Interrupted` (not a `VirtError`) as soon as `abort` is set while waiting.
         """
+        started = self._log_start(command, arguments)
         try:
-            return self._loop.run(self._client.execute(command, arguments), timeout, abort)
+            answer = self._loop.run(self._client.execute(command, arguments), timeout, abort)
         except ExecuteError as exc:
+            self._log_end(command, started, exc)
             raise RefusedError(
                 f"QEMU refused {command!r} for domain {self._domain!r}: {exc.error.error.desc}"
             ) from exc
-        except TimeoutError:
-            raise NoAnswerError(
+        except TimeoutError as exc:
+            self._log_end(command, started, exc)
+            raise NoAnswerError(  # the TimeoutError says no more than this
                 f"QEMU for domain {self._domain!r} did not answer {command!r} within {timeout} s"
             ) from None
         except (QMPError, OSError, EOFError) as exc:
+            self._log_end(command, started, exc)
             raise OperationFailedError(
                 f"lost the monitor of domain {self._domain!r} during {command!r}"
                 f" (QEMU may have exited): {exc or type(exc).__name__}"
             ) from exc
+        except Interrupted as exc:
+            self._log_end(command, started, exc)
+            raise
+        self._log_end(command, started, None, answer)
+        return answer
 
     def send_fd(self, fd: int, name: str, abort: Abort | None = None) -> None:
         """Hand QEMU a file descriptor it will know as `name` (QMP ``getfd``).
@@ -214,12 +242,47 @@ class Monitor:
             await self._client.execute("getfd", {"fdname": name})
 
         with self._lock:
+            started = self._log_start("getfd", {"fdname": name, "(fd)": fd})
             try:
                 self._loop.run(send(), COMMAND_TIMEOUT, abort)
             except (QMPError, OSError, EOFError, TimeoutError) as exc:
+                self._log_end("getfd", started, exc)
                 raise OperationFailedError(
                     f"could not pass a file to QEMU for domain {self._domain!r}: {exc}"
                 ) from exc
+            except Interrupted as exc:
+                self._log_end("getfd", started, exc)
+                raise
+            self._log_end("getfd", started, None, {})
+
+    def _log_start(self, command: str, arguments: dict[str, object] | None) -> float:
+        """Log `command` going out (at DEBUG) and return when it did."""
+        if log.isEnabledFor(_DEBUG):
+            log.debug("-> domain %r: %s %s", self._domain, command, arguments or {})
+        return time.monotonic()
+
+    def _log_end(
+        self, command: str, started: float, error: BaseException | None, answer: object = None
+    ) -> None:
+        """Log at DEBUG how `command`, sent at `started`, came back: its answer or `error`."""
+        if not log.isEnabledFor(_DEBUG):
+            return
+        took = time.monotonic() - started
+        if error is None:
+            shown = repr(answer)
+            if len(shown) > ANSWER_SHOWN:
+                shown = f"{shown[:ANSWER_SHOWN]}... ({len(shown)} characters)"
+            log.debug("<- domain %r: %s in %.3f s: %s", self._domain, command, took, shown)
+            return
+        if isinstance(error, ExecuteError):
+            outcome = f"refused: {error.error.error.class_}: {error.error.error.desc}"
+        elif isinstance(error, TimeoutError):
+            outcome = "no answer in time"
+        elif isinstance(error, Interrupted):
+            outcome = "stopped waiting (cancelled); QEMU may still carry it out"
+        else:
+            outcome = f"failed: {type(error).__name__}: {error}"
+        log.debug("<- domain %r: %s after %.3f s: %s", self._domain, command, took, outcome)
 
     def close(self) -> None:
         """Disconnect; harmless when QEMU has already gone."""

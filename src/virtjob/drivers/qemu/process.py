@@ -3,6 +3,10 @@
 Processes are forked from one long-lived launcher thread per host and run under
 ``setpriv --pdeathsig KILL``, so the kernel kills every QEMU when the process that owns it
 dies, however it dies: no stray QEMU outlives its host.
+
+Each start and end of a QEMU is logged on ``virtjob.qemu``: the start at INFO (its command
+line at DEBUG), the end at INFO with its status and who ended it, or at WARNING when it
+ended on its own with a failure status (the domain is then crashed; its log file says why).
 """
 
 from __future__ import annotations
@@ -182,6 +186,9 @@ class QemuProcess:
             raise
         finally:
             theirs.close()
+        log.info("started QEMU for domain %r (pid %d)", domain, proc.pid)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("QEMU command line of domain %r: %s", domain, " ".join(argv))
         monitor = Monitor(loop, domain)
         process = cls(domain, proc, monitor, log_path, on_exit)
         process.log_offset = log_offset
@@ -196,6 +203,7 @@ class QemuProcess:
 
     def _watch(self) -> None:
         self.proc.wait()
+        self._log_end()
         self.ended.set()
         self.monitor.close()
         try:
@@ -204,6 +212,34 @@ class QemuProcess:
             log.exception("exit handler of domain %s raised", self.domain)
         finally:
             self.exited.set()
+
+    def _log_end(self) -> None:
+        """Log how this QEMU ended: INFO, or WARNING for a failure virtjob did not cause."""
+        status = self.proc.returncode
+        how = f"status {status}"
+        if status is not None and status < 0:
+            with contextlib.suppress(ValueError):
+                how = f"killed by {signal.Signals(-status).name}"
+        if self.expected_exit:
+            why = f": {self.kill_reason}" if self.kill_reason else ""
+            log.info(
+                "QEMU of domain %r (pid %d) ended (%s) as virtjob asked%s",
+                self.domain,
+                self.pid,
+                how,
+                why,
+            )
+        elif status == 0:
+            log.info("QEMU of domain %r (pid %d) exited (status 0)", self.domain, self.pid)
+        else:
+            log.warning(
+                "QEMU of domain %r (pid %d) ended on its own (%s): the domain crashed;"
+                " see its log %s",
+                self.domain,
+                self.pid,
+                how,
+                self.log_path,
+            )
 
     def kill(self, reason: str | None = None) -> None:
         """Kill QEMU at once (even a stopped or hung one) and wait for it to be gone.
