@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tests.cli.helpers import FAST, Daemon, Result, host_uri, running_daemon
 from virtjob.cli import cli
-from virtjob.cli.jobrun import SIGNALS
+from virtjob.cli.signals import SIGNALS
 
 Invoke = Callable[..., Result]
 

@@ -5,14 +5,16 @@ Here ``--bg`` works: the job lives in the daemon, so later ``virtjob`` processes
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
+import socket
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import FAST, SLOW, Daemon, Result, Running, run, run_pty
+from tests.cli.helpers import DEADLINE, FAST, SLOW, Daemon, Result, Running, run, run_pty
 from virtjob.cli.output import ExitCode
 
 pytest.importorskip("virtjob.daemon", reason="virtjobd (src/virtjob/daemon) is not available")
@@ -35,7 +37,7 @@ def test_bg_save_then_info_list_wait_and_destroy(daemon: Daemon) -> None:
     assert info["id"] == job_id
     assert info["kind"] == "domain-save"
     assert info["subject"] == "test"
-    assert info["state"] in ("queued", "running", "succeeded")
+    assert info["info"]["state"] in ("queued", "running", "succeeded")
     assert job_id in vj(uri, "job-list").out
     assert [j["id"] for j in json.loads(vj(uri, "job-list", "--json").out)] == [job_id]
 
@@ -46,9 +48,9 @@ def test_bg_save_then_info_list_wait_and_destroy(daemon: Daemon) -> None:
     assert target.exists()
 
     final = json.loads(vj(uri, "job-info", job_id, "--json").out)
-    assert final["state"] == "succeeded"
-    assert final["percent"] == 100.0
-    assert final["remaining"] == 0
+    assert final["info"]["state"] == "succeeded"
+    assert final["info"]["percent"] == 100.0
+    assert final["info"]["remaining"] == 0
     assert "State:            succeeded" in vj(uri, "job-info", job_id).out
     assert vj(uri, "job-destroy", job_id).out == f"Job {job_id} (domain-save of 'test') destroyed\n"
     gone = vj(uri, "job-info", job_id)
@@ -62,7 +64,7 @@ def test_bg_json_then_cancel_from_another_process(daemon: Daemon) -> None:
     started = vj(uri, "save", "--bg", "--json", "test", str(target))
     job = json.loads(started.out)
     assert job["kind"] == "domain-save"
-    assert job["state"] in ("queued", "running")
+    assert job["info"]["state"] in ("queued", "running")
     cancelled = vj(uri, "job-cancel", job["id"])
     assert cancelled.code == 0
     what = f"job {job['id']} (domain-save of 'test')"
@@ -76,7 +78,7 @@ def test_bg_json_then_cancel_from_another_process(daemon: Daemon) -> None:
     )
     waited = vj(uri, "job-wait", job["id"], "--json")
     assert waited.code == ExitCode.CANCELLED
-    assert json.loads(waited.out)["state"] == "cancelled"
+    assert json.loads(waited.out)["info"]["state"] == "cancelled"
     assert waited.err.startswith(f"cancelled: job {job['id']} (domain-save of 'test')")
     assert "domain 'test' is running" in waited.err
     assert not target.exists()
@@ -126,7 +128,7 @@ def test_ctrl_c_on_job_wait_cancels_and_no_cancel_detaches(daemon: Daemon) -> No
     result = detached.finish()
     assert result.code == ExitCode.INTERRUPTED
     assert f"interrupted: stopped waiting; job {job_id} may still be running" in result.err
-    assert json.loads(vj(uri, "job-info", job_id, "--json").out)["state"] == "running"
+    assert json.loads(vj(uri, "job-info", job_id, "--json").out)["info"]["state"] == "running"
 
     waiting = Running("-c", uri, "job-wait", job_id)
     waiting.wait_for(": running")
@@ -135,7 +137,7 @@ def test_ctrl_c_on_job_wait_cancels_and_no_cancel_detaches(daemon: Daemon) -> No
     assert result.code == ExitCode.CANCELLED, result
     assert "Ctrl-C: cancelling job" in result.err
     assert "was cancelled" in result.err
-    assert json.loads(vj(uri, "job-info", job_id, "--json").out)["state"] == "cancelled"
+    assert json.loads(vj(uri, "job-info", job_id, "--json").out)["info"]["state"] == "cancelled"
 
 
 def test_foreground_save_through_the_daemon(daemon: Daemon) -> None:
@@ -176,3 +178,53 @@ def test_unreachable_daemon_is_a_connect_error(tmp_path: Path) -> None:
     assert result.code == ExitCode.CONNECT
     assert result.err.startswith("error: cannot reach virtjobd")
     assert len(result.err.splitlines()) == 1
+
+
+def _daemon_get(daemon: Daemon, path: str) -> tuple[int, object]:
+    """What virtjobd answers ``GET path`` with, asked over its unix socket by hand (the
+    standard library's HTTP client, not virtjob's): status and decoded JSON body."""
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(DEADLINE)
+            sock.connect(str(daemon.socket))
+            self.sock = sock
+
+    conn = UnixConnection("localhost", timeout=DEADLINE)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        conn.close()
+
+
+def _shape(value: object) -> object:
+    """The keys of a JSON document, nested: what two answers must share to have one shape."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    return type(value).__name__ if value is not None else None
+
+
+def test_the_cli_job_json_is_the_daemons_job_document(daemon: Daemon) -> None:
+    """``--json`` prints the document virtjobd answers ``GET /v1/jobs/{id}`` with: the same
+    keys, nested the same way, and for a finished job the same values."""
+    uri = daemon.uri(FAST)
+    target = daemon.files / f"{uuid.uuid4().hex}.save"
+    started = json.loads(vj(uri, "save", "--bg", "--json", "test", str(target)).out)
+    job_id = started["id"]
+    assert vj(uri, "job-wait", job_id).code == 0
+    printed = json.loads(vj(uri, "job-info", job_id, "--json").out)
+    status, answered = _daemon_get(daemon, f"/v1/jobs/{job_id}")
+    assert status == 200
+    assert isinstance(answered, dict)
+    assert set(printed) == set(answered)
+    assert set(printed["info"]) == set(answered["info"])
+    assert set(started) == set(answered)  # --bg --json too, taken while the job was young
+    assert printed == answered  # a finished job no longer changes
+    assert printed["schema"] == 2
+    assert printed["target"] == str(target)
+    assert printed["host"] == answered["host"]
+    listed = json.loads(vj(uri, "job-list", "--json").out)
+    assert [_shape(job) for job in listed] == [_shape(answered)]

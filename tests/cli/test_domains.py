@@ -125,17 +125,18 @@ def test_create_from_stdin_reports_the_new_domain(invoke: Invoke) -> None:
 def test_save_restore_and_dump_with_json(invoke: Invoke, tmp_path: Path) -> None:
     core = tmp_path / "test.core"
     dumped = json.loads(invoke("dump", "test", str(core), "--json").out)
-    assert dumped["state"] == "succeeded"
+    assert dumped["info"]["state"] == "succeeded"
     assert dumped["kind"] == "domain-dump-core"
     assert core.stat().st_size > 0
     target = tmp_path / "test.save"
     saved = invoke("save", "test", str(target), "--json")
     job = json.loads(saved.out)  # --json: nothing but the document on stdout
     assert saved.code == 0
-    assert job["state"] == "succeeded"
-    assert job["percent"] == 100.0
-    assert job["processed"] == job["total"] == 512 << 20
+    assert job["info"]["state"] == "succeeded"
+    assert job["info"]["percent"] == 100.0
+    assert job["info"]["processed"] == job["info"]["total"] == 512 << 20
     assert job["result"] is None
+    assert job["target"] == str(target)
     assert target.exists()
     assert json.loads(invoke("dominfo", "test", "--json").out)["state"] == "shutoff"
     restored = json.loads(invoke("restore", str(target), "--json").out)

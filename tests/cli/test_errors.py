@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli.conftest import Invoke
 from tests.cli.helpers import WEB_XML, Result, cli_env, host_uri, run, write
-from virtjob.drivers.remote.transport import default_socket
+from virtjob.defaults import daemon_socket
 
 BAD_XML = "<domain type='test'>\n  <name>web</name\n</domain>\n"
 
@@ -138,7 +138,7 @@ def test_bg_is_refused_in_process(invoke: Invoke, args: list[str], tmp_path: Pat
     assert "--bg needs a daemon" in line
     assert "die" in line
     assert "start the daemon with 'virtjobd &'" in line
-    socket = default_socket()  # where virtjobd listens unless told otherwise
+    socket = daemon_socket()  # where virtjobd listens unless told otherwise
     assert line.endswith(f"+unix:///{line.split('+unix:///')[1].split('?')[0]}?socket={socket}'")
     assert "$UID" not in line
     assert not (tmp_path / "never.save").exists()

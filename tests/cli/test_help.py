@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from tests.cli.helpers import cli_env, host_uri, run
 from virtjob import __version__
 from virtjob.cli import cli
+from virtjob.cli.main import COMMAND_MODULES
 
-COMMANDS = sorted(cli.commands)
+COMMANDS = cli.list_commands(click.Context(cli))
+
+
+def test_the_lazy_group_knows_where_every_command_lives() -> None:
+    """`COMMAND_MODULES` (what ``virtjob`` lists and loads on demand) names exactly the
+    commands each module defines: a command added to a module and not to the table (or the
+    reverse) fails here, not in a user's shell."""
+    for module_name, names in COMMAND_MODULES.items():
+        module = importlib.import_module(f"virtjob.cli.{module_name}")
+        assert sorted(c.name for c in module.COMMANDS) == sorted(names), module_name
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert command.name == name
+    assert cli.get_command(ctx, "nosuch") is None
 
 
 def test_every_issue_command_exists() -> None:

@@ -54,7 +54,7 @@ def test_net_create_in_a_subprocess(tmp_path: Path) -> None:
 def test_net_create_json(invoke: Invoke) -> None:
     job = json.loads(invoke("net-create", "-", "--json", stdin=LAB_XML).out)
     assert job["kind"] == "network-create"
-    assert job["state"] == "succeeded"
+    assert job["info"]["state"] == "succeeded"
     assert job["result"]["type"] == "network"
     assert job["result"]["name"] == "lab"
 

@@ -55,8 +55,9 @@ def test_json_output_is_only_the_document(tmp_path: Path) -> None:
     job = json.loads(result.out)
     assert job["kind"] == "domain-dump-core"
     assert job["subject"] == "test"
-    assert job["state"] == "succeeded"
-    assert job["remaining"] == 0.0
+    assert job["info"]["state"] == "succeeded"
+    assert job["info"]["remaining"] == 0.0
+    assert job["target"] == str(tmp_path / "test.core")
 
 
 def test_bar_on_a_narrow_terminal(tmp_path: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import shlex
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,6 +19,7 @@ from virtjob.paths import is_text, printable
 from virtjob.uri import parse_uri
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("virtjob.cli")
 
 MAX_XML_BYTES = 1 << 20
 
@@ -40,10 +41,13 @@ class App:
     def conn(self) -> virtjob.Connection:
         """The open connection; a bad or unsupported URI is a usage error (exit 2)."""
         if self._conn is None:
+            log.debug("connecting to %s", self.uri)
+            began = time.monotonic()
             try:
                 self._conn = virtjob.open(self.uri)
             except (InvalidArgError, NoSupportError) as exc:
                 raise CliError(str(exc), ExitCode.USAGE) from exc
+            log.debug("connected to %s in %.3f s", self.uri, time.monotonic() - began)
         return self._conn
 
     def file_path(self, file: str) -> str:
@@ -68,10 +72,12 @@ class App:
 
     def daemon_uri(self) -> str:
         """This URI's host served by a ``virtjobd`` on its default socket, shell-quoted."""
-        from virtjob.drivers.remote.transport import default_socket
+        import shlex  # only for this hint
+
+        from virtjob.defaults import daemon_socket
 
         uri = parse_uri(self.uri)
-        return shlex.quote(f"{uri.driver}+unix://{uri.path}?socket={default_socket()}")
+        return shlex.quote(f"{uri.driver}+unix://{uri.path}?socket={daemon_socket()}")
 
     def daemon_hint(self) -> str:
         """What to do instead of an in-process URI: start ``virtjobd``, use its default socket."""
@@ -118,7 +124,7 @@ def read_xml(path: str) -> tuple[str, str]:
         if path == "-":
             data = sys.stdin.buffer.read(MAX_XML_BYTES + 1)
         else:
-            with Path(path).open("rb") as handle:
+            with open(path, "rb") as handle:
                 data = handle.read(MAX_XML_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)

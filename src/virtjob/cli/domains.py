@@ -31,7 +31,8 @@ from virtjob.cli.output import (
 )
 from virtjob.domain import MAX_FORCE_AFTER, Domain, DomainInfo
 from virtjob.errors import NoDomainError, OperationFailedError
-from virtjob.jobs import Job, JobKind
+from virtjob.job import Job
+from virtjob.jobs import JobKind
 
 DOMAIN = click.argument("domain", callback=non_empty("list --all"), shell_complete=complete_domain)
 XML_FILE = click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
@@ -44,7 +45,9 @@ def _sorted(infos: list[DomainInfo]) -> list[DomainInfo]:
 
 
 def _domain_of(job: Job) -> Domain:
-    made: Domain = job.domain()
+    """The domain a succeeded create or restore job made."""
+    made = job.domain()
+    assert made is not None  # the job succeeded (its success message is being written)
     return made
 
 

@@ -10,130 +10,29 @@ followed to its end all the same.
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
+import logging
 import time
 from collections.abc import Callable
-from types import FrameType
+from typing import TypeVar
 
 import click
 
 from virtjob.cli.context import App
 from virtjob.cli.output import CliError, ExitCode, echo_json, exit_code_for, job_json
 from virtjob.cli.progress import Display, Follower, make_display, silence_stdout, stdout_gone
+from virtjob.cli.signals import SIGNALS, label_of
 from virtjob.errors import NoDomainError, NoJobError, NoNetworkError, VirtError
 from virtjob.jobs import Job, JobInfo, JobKind, JobState
+
+log = logging.getLogger("virtjob.cli")
+J = TypeVar("J", bound=Job)
+"""A job handle of any type: the one a command started, handed back to its messages."""
 
 _DOMAIN_SUBJECT = frozenset(
     {JobKind.DOMAIN_CREATE, JobKind.DOMAIN_START, JobKind.DOMAIN_SAVE, JobKind.DOMAIN_DUMP_CORE}
 )
 _NETWORK_SUBJECT = frozenset({JobKind.NETWORK_CREATE, JobKind.NETWORK_START})
 WAKE = 0.2
-
-_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
-
-
-class Interrupted(KeyboardInterrupt):
-    """A signal that interrupts following a job: SIGINT (Ctrl-C), SIGTERM or SIGHUP."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def label(self) -> str:
-        """``Ctrl-C``, ``SIGTERM`` or ``SIGHUP``."""
-        return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
-
-
-def _label(exc: KeyboardInterrupt) -> str:
-    return exc.label if isinstance(exc, Interrupted) else "Ctrl-C"
-
-
-class JobSignals:
-    """The handlers of SIGINT, SIGTERM and SIGHUP while a command follows a job.
-
-    `arm` installs them (in the main thread only, and not over a signal the process was
-    started with ignored, as ``nohup`` or a background job does): each signal then raises
-    `Interrupted` in the main thread, but only where that is safe: at once while it waits for
-    the next snapshot in `wait` (a C-level queue), else at its next `wait` or `check`, so that
-    the exception never lands inside a lock held by rich or the job driver.
-
-    `disarm` (from any thread, the moment the job is seen to end) makes them ignore signals;
-    `ignore` (from the main thread, once following is over) then sets them to SIG_IGN, which
-    is how they stay until `restore` puts back the previous handlers. The ``virtjob`` process
-    never restores them: it exits once it has reported the job, and SIG_IGN, unlike a Python
-    handler, outlasts the interpreter's finalization.
-    """
-
-    NUMBERS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self._previous: dict[int, _Handler] = {}
-        self._armed = False
-        self._interruptible = False
-        self._pending: list[int] = []
-
-    def arm(self) -> None:
-        """Make the signals raise `Interrupted` in the main thread."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in self.NUMBERS:
-            if signum in self._previous:
-                continue
-            previous = signal.getsignal(signum)
-            if previous == signal.SIG_IGN:
-                continue
-            self._previous[signum] = previous
-            signal.signal(signum, self._handle)
-        self._pending.clear()
-        self._armed = True
-
-    def wait(self, follower: Follower, timeout: float) -> JobInfo | None:
-        """`follower.get(timeout)`, during which a signal raises `Interrupted` at once."""
-        self.check()
-        self._interruptible = True
-        try:
-            return follower.get(timeout)
-        finally:
-            self._interruptible = False
-
-    def check(self) -> None:
-        """Raise `Interrupted` for a signal that came while the main thread was busy."""
-        if self._armed and self._pending:
-            raise Interrupted(self._pending.pop(0))
-
-    def disarm(self) -> None:
-        """Ignore the signals from now on (safe from any thread: it only flips a flag)."""
-        self._armed = False
-
-    def ignore(self) -> None:
-        """Set the signals `arm` took over to SIG_IGN (main thread only)."""
-        self._armed = False
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in self._previous:
-            signal.signal(signum, signal.SIG_IGN)
-
-    def restore(self) -> None:
-        """Put back the handlers `arm` replaced."""
-        self._armed = False
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum, previous in self._previous.items():
-            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
-        self._previous.clear()
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if not self._armed:
-            return
-        if self._interruptible:
-            self._interruptible = False
-            raise Interrupted(signum)
-        self._pending.append(signum)
-
-
-SIGNALS = JobSignals()
 
 
 class _Pump:
@@ -201,12 +100,15 @@ def follow(
     progress, not the following.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    log.debug("following job %s (%s of %r), timeout %s", job.id, job.kind, job.subject, timeout)
     SIGNALS.arm()
     try:
         pump = _Pump(Follower(job, on_final=SIGNALS.disarm), display)
-        return _follow(app, job, pump, deadline, timeout, cancel)
+        info = _follow(app, job, pump, deadline, timeout, cancel)
     finally:
         SIGNALS.ignore()
+    log.debug("job %s ended %s after %.3f s", job.id, info.state, info.elapsed)
+    return info
 
 
 def _finish(pump: _Pump) -> JobInfo:
@@ -233,7 +135,7 @@ def _follow(
                     return _finish(pump)
                 if not cancel:
                     raise _detached(app, job) from None
-                signame = _label(exc)
+                signame = label_of(exc)
             else:
                 if info is None:
                     state = job.info().state
@@ -283,10 +185,10 @@ def subject_state(app: App, job: Job) -> str | None:
 
 def conclude(
     app: App,
-    job: Job,
+    job: J,
     info: JobInfo,
     *,
-    success: Callable[[Job], str] | None,
+    success: Callable[[J], str] | None,
     as_json: bool,
     release: bool,
     cancelled_note: str | None = None,
@@ -296,7 +198,7 @@ def conclude(
     Success prints `success(job)` (or the job's JSON); failure prints the job's error;
     cancellation says so and what state the domain or network is left in.
     """
-    document = job_json(job, info) if as_json else None
+    document = job_json(job) if as_json else None  # taken before a release forgets it
     problem: CliError | None = None
     message = None
     if info.state is JobState.SUCCEEDED:
@@ -327,11 +229,11 @@ def conclude(
 
 def run_long(
     app: App,
-    start: Callable[[], Job],
+    start: Callable[[], J],
     *,
     background: bool,
     as_json: bool,
-    success: Callable[[Job], str],
+    success: Callable[[J], str],
     cancelled_note: str | None = None,
 ) -> None:
     """Start a job; with `background` print its id (or JSON) and return, else follow it.
@@ -341,9 +243,10 @@ def run_long(
     if background:
         app.require_daemon("--bg")
     job = start()
+    log.debug("started job %s (%s of %r)", job.id, job.kind, job.subject)
     if background:
         if as_json:
-            echo_json(job_json(job, job.info()))
+            echo_json(job_json(job))
         else:
             click.echo(job.id)
         return

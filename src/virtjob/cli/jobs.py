@@ -23,7 +23,8 @@ from virtjob.cli.output import (
 )
 from virtjob.cli.progress import make_display
 from virtjob.errors import NoJobError
-from virtjob.jobs import Job, JobInfo, JobState
+from virtjob.job import Job
+from virtjob.jobs import JobInfo, JobState
 
 JOB_ID = click.argument(
     "job_id", metavar="ID", callback=non_empty("job-list"), shell_complete=complete_job
@@ -72,10 +73,10 @@ def job_list(app: App, as_json: bool) -> None:
     Example:
       virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' job-list
     """
-    jobs = [(job, job.info()) for job in app.conn.list_jobs()]
     if as_json:
-        echo_json([job_json(job, info) for job, info in jobs])
+        echo_json([job_json(job) for job in app.conn.list_jobs()])
         return
+    jobs = [(job, job.info()) for job in app.conn.list_jobs()]
     rows = [
         (
             job.id,
@@ -106,10 +107,10 @@ def job_info(app: App, job_id: str, as_json: bool) -> None:
 
 def _show(job: Job, as_json: bool) -> None:
     """Print `job`'s state, progress and outcome (``job-info``, ``domjobinfo``)."""
-    info = job.info()
     if as_json:
-        echo_json(job_json(job, info))
+        echo_json(job_json(job))
         return
+    info = job.info()
     processed = "-"
     if info.processed is not None:
         processed = format_bytes(info.processed)

@@ -1,26 +1,69 @@
-"""The ``virtjob`` command group: global options, error reporting and exit codes."""
+"""The ``virtjob`` command group: global options, error reporting and exit codes.
+
+The group imports a command's module only when that command is run (`COMMAND_MODULES` says
+where each one lives): ``virtjob list`` loads neither the job commands nor the progress bar.
+``--help`` and shell completion load them all.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
-import logging
-import traceback
-from collections.abc import Sequence
+import importlib
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-import virtjob
-from virtjob.cli import completion, domains, jobs, networks
+from virtjob import __version__
 from virtjob.cli.context import App
-from virtjob.cli.jobrun import SIGNALS
 from virtjob.cli.output import CliError, ExitCode, exit_code_for
-from virtjob.cli.progress import silence_stdout
 from virtjob.errors import InvalidArgError, VirtError
 from virtjob.uri import DEFAULT_URI, URI_ENV, parse_uri
+
+# The module of virtjob.cli whose COMMANDS list holds each command (a test checks both agree).
+COMMAND_MODULES = {
+    "domains": (
+        "list",
+        "dominfo",
+        "domstate",
+        "dumpxml",
+        "define",
+        "undefine",
+        "create",
+        "start",
+        "destroy",
+        "suspend",
+        "resume",
+        "shutdown",
+        "save",
+        "restore",
+        "dump",
+    ),
+    "networks": (
+        "net-list",
+        "net-info",
+        "net-dumpxml",
+        "net-define",
+        "net-undefine",
+        "net-create",
+        "net-start",
+        "net-destroy",
+    ),
+    "jobs": (
+        "job-list",
+        "job-info",
+        "job-cancel",
+        "job-wait",
+        "job-destroy",
+        "domjobinfo",
+        "domjobabort",
+    ),
+    "completion": ("completion",),
+}
+MODULE_OF = {name: module for module, names in COMMAND_MODULES.items() for name in names}
 
 # Commands that only read: the only ones a mistyped command name is ever steered to. A typo of
 # a command that changes state ("strat", "destory") gets no suggestion at all.
@@ -47,6 +90,8 @@ domain/network/job, 5 timeout, 6 cannot connect, 130 interrupted.
 Run 'virtjob COMMAND --help' for a command's options and an example.
 """
 
+DEBUG_FORMAT = "%(asctime)s.%(msecs)03d %(name)s %(levelname)s: %(message)s"
+
 
 class UnknownCommandError(click.UsageError):
     """A command name virtjob does not have; suggests only read-only commands."""
@@ -66,6 +111,8 @@ def suggestions(name: str, candidates: Sequence[str]) -> list[str]:
     close; and when one is closer to `name` than any read-only command, nothing is suggested
     (``net-strat`` was meant as ``net-start``: offering ``net-list`` would only mislead).
     """
+    import difflib  # only on a typo
+
     found = []
     for match in difflib.get_close_matches(name, sorted(candidates), n=len(candidates)):
         if match not in READ_ONLY_COMMANDS:
@@ -74,8 +121,43 @@ def suggestions(name: str, candidates: Sequence[str]) -> list[str]:
     return found[:2]
 
 
+def start_debug_log() -> Callable[[], None]:
+    """Send the records of every ``virtjob`` logger, from DEBUG up, to stderr (``--debug``):
+    job transitions, QMP commands, daemon requests, what the CLI does. Other libraries'
+    loggers are left as they are. Returns the function that undoes it. Raises nothing."""
+    import logging  # loaded by the library anyway; imported here for what it is used for
+
+    logger = logging.getLogger("virtjob")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(DEBUG_FORMAT, "%H:%M:%S"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+    def stop() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    return stop
+
+
 class VirtjobGroup(click.Group):
-    """A click group that reports every failure as one line on stderr with its exit code."""
+    """A click group that loads each command when it is asked for and reports every failure
+    as one line on stderr with its exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, sorted (none of their modules is loaded)."""
+        return sorted({*MODULE_OF, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command `cmd_name`, its module imported on first use; None if there is none."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in MODULE_OF:
+            module = importlib.import_module(f"virtjob.cli.{MODULE_OF[cmd_name]}")
+            for found in module.COMMANDS:
+                self.add_command(found)
+            command = super().get_command(ctx, cmd_name)
+        return command
 
     def run(
         self,
@@ -93,8 +175,9 @@ class VirtjobGroup(click.Group):
         try:
             return self._run(args, prog_name)
         finally:
-            if restore_signals:
-                SIGNALS.restore()
+            jobrun = sys.modules.get("virtjob.cli.jobrun")  # only a followed job takes them
+            if restore_signals and jobrun is not None:
+                jobrun.SIGNALS.restore()
 
     def _run(self, args: Sequence[str] | None, prog_name: str) -> int:
         try:
@@ -114,6 +197,8 @@ class VirtjobGroup(click.Group):
         except OSError as exc:
             if exc.errno != errno.EPIPE:
                 raise
+            from virtjob.cli.progress import silence_stdout
+
             silence_stdout()  # the reader went away (virtjob list | head): not an error
             return ExitCode.OK
         return result if isinstance(result, int) else ExitCode.OK
@@ -128,7 +213,7 @@ class VirtjobGroup(click.Group):
             and not name.startswith("-")
             and self.get_command(ctx, name) is None
         ):
-            raise UnknownCommandError(name, ctx, list(self.commands))
+            raise UnknownCommandError(name, ctx, self.list_commands(ctx))
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -167,6 +252,8 @@ def _usage_error(exc: click.UsageError) -> int:
 def _trace_if_debug(ctx: click.Context) -> None:
     app = ctx.find_object(App)
     if app is not None and app.debug:
+        import traceback  # only with --debug
+
         traceback.print_exc()
 
 
@@ -180,8 +267,8 @@ def _check_uri(ctx: click.Context, param: click.Parameter, value: str | None) ->
                     f"${URI_ENV} is not a valid URI: {exc.message}; fix or unset it, or pass"
                     f" -c URI",
                     ctx,
-                ) from None
-            raise click.BadParameter(exc.message, ctx, param) from None
+                ) from exc
+            raise click.BadParameter(exc.message, ctx, param) from exc
     return value
 
 
@@ -196,8 +283,13 @@ def _check_uri(ctx: click.Context, param: click.Parameter, value: str | None) ->
     help=f"Host to manage, e.g. test:///default or 'test+unix:///default?socket=PATH'"
     f" [default: ${URI_ENV}, else {DEFAULT_URI}].",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs on errors.")
-@click.version_option(virtjob.__version__, prog_name="virtjob")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Log what virtjob does (jobs, QMP commands, daemon requests) on stderr, and show"
+    " the traceback of an error.",
+)
+@click.version_option(__version__, prog_name="virtjob")
 @click.pass_context
 def cli(ctx: click.Context, uri: str | None, debug: bool) -> None:
     """Manage virtual machines and networks; long operations run as cancellable jobs.
@@ -210,14 +302,10 @@ def cli(ctx: click.Context, uri: str | None, debug: bool) -> None:
       virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' job-wait JOB_ID
     """
     if debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        ctx.call_on_close(start_debug_log())
     app = App(uri or DEFAULT_URI, debug=debug)
     ctx.obj = app
     ctx.call_on_close(app.close)
-
-
-for _command in (*domains.COMMANDS, *networks.COMMANDS, *jobs.COMMANDS, completion.completion):
-    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

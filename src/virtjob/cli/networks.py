@@ -18,7 +18,7 @@ from virtjob.cli.context import (
 )
 from virtjob.cli.jobrun import run_long
 from virtjob.cli.output import echo_fields, echo_json, echo_table, network_json, yes_no
-from virtjob.jobs import Job
+from virtjob.job import Job
 from virtjob.network import Network, NetworkInfo
 
 NETWORK = click.argument(
@@ -33,7 +33,9 @@ def _state(info: NetworkInfo) -> str:
 
 
 def _network_of(job: Job) -> Network:
-    made: Network = job.network()
+    """The network a succeeded create job made."""
+    made = job.network()
+    assert made is not None  # the job succeeded (its success message is being written)
     return made
 
 

@@ -1,13 +1,13 @@
 """Exit codes, the one-line error report, and the text and JSON shapes of what virtjob prints.
 
 The JSON shapes are a documented, stable interface (docs/cli.md): fields may be added, but never
-renamed, removed or given another meaning.
+renamed, removed or given another meaning. A job's is the job document virtjobd answers with
+(`virtjob.api.encode_job`), so a script reads the same keys from either.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -26,7 +26,7 @@ from virtjob.errors import (
     VirtError,
     XMLError,
 )
-from virtjob.jobs import Job, JobInfo, JobState
+from virtjob.jobs import Job
 from virtjob.network import NetworkInfo
 
 
@@ -87,6 +87,8 @@ def xml_error_message(source: str, error: XMLError) -> str:
 
 def echo_json(value: object) -> None:
     """Print `value` as indented JSON on stdout."""
+    import json  # only for --json
+
     click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
@@ -118,38 +120,12 @@ def network_json(info: NetworkInfo) -> dict[str, Any]:
     }
 
 
-def _rounded(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
+def job_json(job: Job) -> dict[str, Any]:
+    """The documented JSON shape of a job: its `virtjob.api.JobDocument`, as virtjobd answers
+    ``GET /v1/jobs/{id}`` (docs/api.md). Raises `NoJobError` once the job is destroyed."""
+    from virtjob.api.document import encode_job  # only a command printing a job needs it
 
-
-def job_json(job: Job, info: JobInfo) -> dict[str, Any]:
-    """The documented JSON shape of a job: identity, progress snapshot, result and error."""
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    if info.state is JobState.SUCCEEDED:
-        made = job.domain() or job.network()
-        if made is not None:
-            kind = "domain" if job.kind.yields_domain else "network"
-            result = {"type": kind, "name": made.name, "uuid": str(made.uuid)}
-    elif info.state is JobState.FAILED:
-        failure = job.error()
-        if failure is not None:
-            error = {"code": str(failure.code), "message": failure.message}
-    return {
-        "id": job.id,
-        "kind": str(job.kind),
-        "subject": job.subject,
-        "state": str(info.state),
-        "bounded": info.bounded,
-        "percent": _rounded(info.percent, 2),
-        "elapsed": _rounded(info.elapsed),
-        "remaining": _rounded(info.remaining),
-        "processed": info.processed,
-        "total": info.total,
-        "cancel_requested": info.cancel_requested,
-        "result": result,
-        "error": error,
-    }
+    return encode_job(job.document())
 
 
 # -- text -------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Showing a job's progress: a live rich bar on a terminal, plain lines in a pipe, or nothing.
 
 Every display is fed the `JobInfo` snapshots of `Job.watch()`; `Follower` runs that iterator in
-a thread so the main thread stays free to time out and to take Ctrl-C.
+a thread so the main thread stays free to time out and to take Ctrl-C. The rich bar lives in
+`virtjob.cli.livebar`, imported only when a terminal shows it: rich costs more to import than
+most commands take to run.
 """
 
 from __future__ import annotations
@@ -18,25 +20,12 @@ from types import TracebackType
 from typing import Protocol
 
 import click
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from virtjob.cli.output import format_bytes, format_duration, format_percent
 from virtjob.jobs import Job, JobInfo, JobState
 
 PLAIN_INTERVAL = 1.0
 RATE_WINDOW = 3.0
-
-_STATE_STYLE = {
-    JobState.QUEUED: "dim",
-    JobState.RUNNING: "cyan",
-    JobState.SUCCEEDED: "green",
-    JobState.FAILED: "red",
-    JobState.CANCELLED: "yellow",
-}
 
 
 def stdout_gone(exc: OSError) -> bool:
@@ -220,86 +209,6 @@ class NullDisplay:
         click.echo(text, err=True)
 
 
-class _JobView:
-    """The renderable: a header line (job id, what, state) over a bar with the numbers."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.info: JobInfo | None = None
-        self.seen_at = time.monotonic()
-        self.meter = RateMeter()
-
-    def set(self, info: JobInfo) -> None:
-        self.info = info
-        self.seen_at = time.monotonic()
-        self.meter.add(info)
-
-    def __rich__(self) -> RenderableType:
-        info = self.info
-        header = Text.assemble(("job ", "dim"), (self.job.id, "bold"), "  ", describe(self.job))
-        if info is None:
-            return Group(header, ProgressBar(total=None))
-        header.append("  ")
-        header.append(str(info.state), style=_STATE_STYLE[info.state])
-        if info.cancel_requested and not info.state.terminal:
-            header.append("  cancelling…", style="yellow")
-        elapsed, remaining = info.elapsed, info.remaining
-        if info.state is JobState.RUNNING:  # tick between snapshots
-            since = time.monotonic() - self.seen_at
-            elapsed += since
-            remaining = None if remaining is None else max(0.0, remaining - since)
-        style = {JobState.FAILED: "red", JobState.CANCELLED: "yellow"}.get(info.state, "")
-        bar = ProgressBar(
-            total=None if info.percent is None else 100.0,
-            completed=info.percent or 0.0,
-            complete_style=style or "bar.complete",
-            finished_style=style or "bar.finished",
-        )
-        grid = Table.grid(padding=(0, 2), expand=True)
-        grid.add_column(ratio=1, min_width=10)
-        cells: list[RenderableType] = [bar, format_percent(info.percent)]
-        if info.processed is not None:
-            total = f"/{format_bytes(info.total)}" if info.total is not None else ""
-            cells.append(f"{format_bytes(info.processed)}{total}")
-        rate = self.meter.rate(info)
-        if rate is not None:
-            cells.append(f"{format_bytes(rate)}/s")
-        cells.append(f"{format_duration(elapsed)} elapsed")
-        if not info.state.terminal:
-            cells.append(f"ETA {format_duration(remaining)}")
-        for _ in cells[1:]:
-            grid.add_column(no_wrap=True, justify="right")
-        grid.add_row(*cells)
-        return Group(header, grid)
-
-
-class RichDisplay:
-    """A live, self-refreshing bar on the terminal, left on screen in its final state."""
-
-    def __init__(self, job: Job, console: Console) -> None:
-        self._view = _JobView(job)
-        self._live = Live(self._view, console=console, refresh_per_second=10, transient=False)
-
-    def __enter__(self) -> RichDisplay:
-        self._live.start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._live.refresh()
-        self._live.stop()
-
-    def update(self, info: JobInfo) -> None:
-        """Show the snapshot at once."""
-        self._view.set(info)
-        self._live.refresh()
-
-    def note(self, text: str) -> None:
-        """Print the message above the bar."""
-        self._live.console.print(Text(text, style="yellow"))
-
-
 def interactive() -> bool:
     """True when stdout is a terminal that can show a live bar."""
     return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
@@ -310,5 +219,7 @@ def make_display(job: Job, *, quiet: bool) -> Display:
     if quiet:
         return NullDisplay()
     if interactive():
-        return RichDisplay(job, Console(file=sys.stdout))
+        from virtjob.cli.livebar import RichDisplay  # rich, only on a terminal
+
+        return RichDisplay(job)
     return PlainDisplay(job)
