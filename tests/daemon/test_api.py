@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.daemon.conftest import SAFETY, SLOW_RATE, DaemonProcess
-from virtjob.daemon.models import JobModel
+from virtjob import JobKind, JobState
+from virtjob.api import SCHEMA_VERSION, decode_job
 
 
 @pytest.fixture
@@ -34,15 +35,22 @@ def test_a_job_call_answers_202_with_the_job(
         f"/v1/hosts/test/{host}/domains/test/save", json={"path": path}, params={"rate": 1 << 32}
     )
     assert response.status_code == 202
-    job = JobModel.model_validate(response.json())
-    assert job.kind == "domain-save"
+    job = decode_job(response.json())
+    assert job.kind is JobKind.DOMAIN_SAVE
     assert job.subject == "test"
-    assert job.host == f"test:///{host}"
+    assert job.host == f"test:///{host}"  # the job driver names the daemon's host key
     assert job.target == path
     final = api.get(f"/v1/jobs/{job.id}/wait", params={"timeout": SAFETY}).json()
     assert final["info"]["state"] == "succeeded"
     assert final["info"]["percent"] == 100.0
     assert final["ended"] >= final["started"] >= final["created"] - 1
+    read = api.get(f"/v1/jobs/{job.id}")
+    assert read.status_code == 200
+    assert read.json()["schema"] == SCHEMA_VERSION == 2
+    document = decode_job(read.json())
+    assert document.id == job.id
+    assert document.info.state is JobState.SUCCEEDED
+    assert read.json() == final, "the hot read and the long poll answer the same document"
     assert job.id in [j["id"] for j in api.get("/v1/jobs", params={"host": job.host}).json()]
     assert job.id in [j["id"] for j in api.get(f"/v1/hosts/test/{host}/jobs").json()]
     assert api.delete(f"/v1/jobs/{job.id}").status_code == 204

@@ -78,7 +78,7 @@ def test_many_clients_polling_many_jobs(shared_daemon: DaemonProcess) -> None:
             with shared_daemon.open(hosts[number % len(hosts)]) as conn:
                 driver = conn.driver
                 assert isinstance(driver, RemoteDriver)  # jobs of every host, not just this one
-                jobs = [driver.jobs.handle(driver.jobs.fetch(i)) for i in job_ids]
+                jobs = [driver.jobs.handle(driver.jobs.job_document(i)) for i in job_ids]
                 last: dict[str, float] = {}
                 final: dict[str, JobState] = {}
                 while len(final) < len(jobs) and not stop.is_set():

@@ -16,6 +16,8 @@ from virtjob.daemon.recorder import Recorder
 from virtjob.daemon.store import Store
 from virtjob.jobs import JobContext, JobKind, LocalJobDriver
 
+HOST = "test:///x"
+"""The host the engine of the in-process test runs jobs for."""
 DOMAIN = "<domain type='test'><name>{name}</name><memory unit='MiB'>4096</memory></domain>"
 """A domain whose boot takes 32 s at `SLOW_RATE`: jobs beyond the host's 16 stay queued."""
 
@@ -71,12 +73,12 @@ def test_a_finished_job_nobody_asks_about_is_held_only_for_a_while(tmp_path: Pat
     for hold, kept in ((600.0, True), (0.0, False)):
         store = Store(str(tmp_path / f"hold-{hold}.sqlite3"))
         recorder = Recorder(store, 0, unseen_hold=hold)
-        engine = LocalJobDriver(max_jobs=1)
+        engine = LocalJobDriver(max_jobs=1, host=HOST)
         try:
             job = engine.start_job(JobKind.DOMAIN_SAVE, "d", worker)
-            recorder.track(job, "test:///x", None)
+            recorder.track(job, HOST)
             assert engine.close(cancel=False, timeout=SAFETY)  # ran, done callbacks included
-            stored = [row.id for row in store.list_jobs()]
+            stored = [document.id for document in store.list_jobs()]
             assert (stored == [job.id]) is kept, (hold, stored)
         finally:
             engine.close(timeout=SAFETY)

@@ -17,14 +17,16 @@ import pytest
 
 from tests.daemon.conftest import SAFETY, SLOW_RATE, DaemonProcess, new_host, running
 from virtjob import JobState
+from virtjob.api import JobDocument
 from virtjob.daemon.recorder import WATCHERS, Recorder
 from virtjob.daemon.store import Store
-from virtjob.drivers.remote import wire
 from virtjob.errors import OperationFailedError
-from virtjob.jobs import Job, JobContext, JobInfo, JobKind, LocalJobDriver
+from virtjob.jobs import Job, JobContext, JobKind, LocalJobDriver
 from virtjob.jobs.local import hold_new_jobs
 
 QUEUED = 500
+HOST = "test:///x"
+"""The host the engines of these tests run jobs for (each job's document names it)."""
 
 DOMAIN = "<domain type='test'><name>{name}</name><memory unit='MiB'>4096</memory></domain>"
 """A domain whose boot takes 32 s at `SLOW_RATE`: the jobs after the first 16 stay queued."""
@@ -69,7 +71,7 @@ def test_hundreds_of_queued_jobs_share_a_bounded_pool_of_watchers() -> None:
 def test_a_job_is_recorded_before_it_starts(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "jobs.sqlite3"))
     recorder = Recorder(store, 1000)
-    engine = LocalJobDriver(max_jobs=4)  # idle threads: a job would start at once
+    engine = LocalJobDriver(max_jobs=4, host=HOST)  # idle threads: a job would start at once
     seen: dict[str, bool] = {}
 
     def worker(ctx: JobContext) -> None:
@@ -80,7 +82,7 @@ def test_a_job_is_recorded_before_it_starts(tmp_path: Path) -> None:
         for n in range(50):
             with hold_new_jobs():  # as virtjobd starts every job
                 job = engine.start_job(JobKind.DOMAIN_SAVE, f"d{n}", worker)
-                recorder.track(job, "test:///x", None)
+                recorder.track(job, HOST)
             jobs.append(job)
         for job in jobs:
             assert job.wait(SAFETY).state is JobState.SUCCEEDED
@@ -94,7 +96,7 @@ def test_a_job_is_recorded_before_it_starts(tmp_path: Path) -> None:
 def test_a_job_that_cannot_be_recorded_never_runs(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "jobs.sqlite3"))
     recorder = Recorder(store, 10)
-    engine = LocalJobDriver(max_jobs=1)
+    engine = LocalJobDriver(max_jobs=1, host=HOST)
     ran = threading.Event()
 
     def worker(ctx: JobContext) -> None:
@@ -106,7 +108,7 @@ def test_a_job_that_cannot_be_recorded_never_runs(tmp_path: Path) -> None:
         def start() -> None:
             with hold_new_jobs():  # as virtjobd starts every job
                 started.append(engine.start_job(JobKind.DOMAIN_SAVE, "b", worker))
-                recorder.track(started[0], "test:///x", None)
+                recorder.track(started[0], HOST)
 
         store.close()  # recording now fails
         with pytest.raises(OperationFailedError) as caught:
@@ -129,7 +131,7 @@ def _watchers() -> int:
 
 def test_one_recorder_follows_many_jobs_with_its_fixed_threads(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "jobs.sqlite3"))
-    engine = LocalJobDriver(max_jobs=1)
+    engine = LocalJobDriver(max_jobs=1, host=HOST)
     release = threading.Event()
 
     def blocker(ctx: JobContext) -> None:
@@ -142,14 +144,14 @@ def test_one_recorder_follows_many_jobs_with_its_fixed_threads(tmp_path: Path) -
         before = threading.active_count()
         jobs = [engine.start_job(JobKind.DOMAIN_SAVE, f"d{n}", blocker) for n in range(200)]
         for job in jobs:
-            recorder.track(job, "test:///x", None)
+            recorder.track(job, HOST)
         assert threading.active_count() - before <= 1  # the engine's one job thread
         release.set()
         for job in jobs:
             assert job.wait(SAFETY).state is JobState.SUCCEEDED
         engine.close(timeout=SAFETY)  # the done callbacks (which record the end) have run
-        rows = {row.id: row for row in store.list_jobs()}
-        assert all(rows[job.id].state == "succeeded" for job in jobs)
+        stored = {document.id: document for document in store.list_jobs()}
+        assert all(stored[job.id].info.state is JobState.SUCCEEDED for job in jobs)
     finally:
         release.set()
         engine.close(timeout=SAFETY)
@@ -169,12 +171,12 @@ class _GatedStore(Store):
         self.release = threading.Event()
         self.written: dict[str, threading.Event] = {}
 
-    def update_progress(self, job_id: str, info: JobInfo, started: float | None) -> None:
-        if job_id == self.gate:
+    def update_progress(self, document: JobDocument) -> None:
+        if document.id == self.gate:
             self.entered.set()
             self.release.wait(SAFETY)
-        super().update_progress(job_id, info, started)
-        self.written.setdefault(job_id, threading.Event()).set()
+        super().update_progress(document)
+        self.written.setdefault(document.id, threading.Event()).set()
 
     def wrote(self, job_id: str) -> threading.Event:
         """Set once a progress snapshot of `job_id` has been written."""
@@ -187,7 +189,8 @@ def _fail_updates_of(path: str, subject: str) -> None:
     try:
         db.execute(
             f"CREATE TRIGGER refuse_{subject} BEFORE UPDATE ON jobs"
-            f" WHEN OLD.subject = '{subject}' BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+            f" WHEN json_extract(OLD.document, '$.subject') = '{subject}'"
+            f" BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
         )
         db.commit()
     finally:
@@ -201,7 +204,7 @@ def test_a_store_error_on_one_job_does_not_cost_the_others_their_update(tmp_path
     store = _GatedStore(path)
     _fail_updates_of(path, "bad")
     recorder = Recorder(store, 1000, watchers=1)
-    engine = LocalJobDriver(max_jobs=3)
+    engine = LocalJobDriver(max_jobs=3, host=HOST)
     release = threading.Event()
     started = {name: threading.Event() for name in ("gate", "bad", "good")}
 
@@ -212,24 +215,24 @@ def test_a_store_error_on_one_job_does_not_cost_the_others_their_update(tmp_path
     try:
         gate = engine.start_job(JobKind.DOMAIN_SAVE, "gate", worker)
         store.gate = gate.id
-        recorder.track(gate, "test:///x", None)
+        recorder.track(gate, HOST)
         assert store.entered.wait(SAFETY), "the watcher writes the gate job's start"
         jobs = {}
         for name in ("bad", "good"):  # both change while the watcher is held up: one batch
             jobs[name] = engine.start_job(JobKind.DOMAIN_SAVE, name, worker)
-            recorder.track(jobs[name], "test:///x", None)
+            recorder.track(jobs[name], HOST)
             assert started[name].wait(SAFETY)
         store.release.set()
         assert store.wrote(jobs["good"].id).wait(SAFETY), "good's start is stored"
-        row = store.get_job(jobs["good"].id)
-        assert row is not None
-        assert row.state == "running"
+        good = store.get_job(jobs["good"].id)
+        assert good is not None
+        assert good.info.state is JobState.RUNNING
         tracked = recorder.get(jobs["good"].id)
         assert tracked is not None
         assert tracked.channel.info.state is JobState.RUNNING
         bad = store.get_job(jobs["bad"].id)
         assert bad is not None
-        assert bad.state == "queued", "the store refused it"
+        assert bad.info.state is JobState.QUEUED, "the store refused it"
     finally:
         store.release.set()
         release.set()
@@ -246,7 +249,7 @@ def _blocked_job(
     go = threading.Event()
     blocked, unblock = threading.Event(), threading.Event()
     job = engine.start_job(JobKind.DOMAIN_SAVE, subject, lambda ctx: go.wait(SAFETY))
-    recorder.track(job, "test:///x", None)
+    recorder.track(job, HOST)
 
     def block(_job: Job) -> None:
         blocked.set()
@@ -264,17 +267,17 @@ def test_a_job_that_ends_never_waits_for_the_callbacks_of_one_it_prunes(tmp_path
     wait for the other."""
     store = Store(str(tmp_path / "jobs.sqlite3"))
     recorder = Recorder(store, 1, unseen_hold=0.0)
-    engine = LocalJobDriver(max_jobs=2)
+    engine = LocalJobDriver(max_jobs=2, host=HOST)
     unblock = threading.Event()
     try:
         old, _, unblock = _blocked_job(engine, recorder, "old")  # ended; its callback blocks
         go, done = threading.Event(), threading.Event()
         new = engine.start_job(JobKind.DOMAIN_SAVE, "new", lambda ctx: go.wait(SAFETY))
-        recorder.track(new, "test:///x", None)
+        recorder.track(new, HOST)
         new.add_done_callback(lambda _job: done.set())  # runs after the recorder's
         go.set()  # its end prunes the old job (the limit is 1)
         assert done.wait(SAFETY), "the new job's callbacks ran while the old one's block"
-        assert [row.id for row in store.list_jobs()] == [new.id]
+        assert [document.id for document in store.list_jobs()] == [new.id]
         assert recorder.get(old.id) is None
     finally:
         unblock.set()
@@ -288,12 +291,12 @@ def test_a_long_poll_that_lets_a_job_go_does_not_wait_for_its_callbacks(tmp_path
     right there, waiting for that job's done callbacks: a blocked event loop."""
     store = Store(str(tmp_path / "jobs.sqlite3"))
     recorder = Recorder(store, 0)  # kept only while someone may wait for it
-    engine = LocalJobDriver(max_jobs=1)
+    engine = LocalJobDriver(max_jobs=1, host=HOST)
     unblock = threading.Event()
     try:
         job, _, unblock = _blocked_job(engine, recorder, "d")
-        assert [row.id for row in store.list_jobs()] == [job.id], "held: nobody has seen it"
-        answer: Future[wire.Json] = Future()
+        assert [doc.id for doc in store.list_jobs()] == [job.id], "held: nobody has seen it"
+        answer: Future[JobDocument] = Future()
 
         def poll() -> None:
             try:
@@ -302,8 +305,8 @@ def test_a_long_poll_that_lets_a_job_go_does_not_wait_for_its_callbacks(tmp_path
                 answer.set_exception(exc)
 
         threading.Thread(target=poll, daemon=True).start()
-        payload = answer.result(SAFETY)  # the long poll returned while the callback blocks
-        assert payload["info"]["state"] == "succeeded"
+        document = answer.result(SAFETY)  # the long poll returned while the callback blocks
+        assert document.info.state is JobState.SUCCEEDED
         assert store.list_jobs() == [], "seen: the limit let it go"
         assert recorder.get(job.id) is None
     finally:

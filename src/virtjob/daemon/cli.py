@@ -10,14 +10,13 @@ import os
 import signal
 import sys
 
+from virtjob import defaults
 from virtjob.drivers.qemu.command import kvm_usable
 from virtjob.errors import InvalidArgError, VirtError
 
 from .listen import ListenSpec, parse_listen
 from .security import load_token
 from .service import Service, Settings
-
-DEFAULT_STATE_DIR = os.path.join("~", ".local", "share", "virtjob")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--state-dir",
-        help="where the job history, definitions and default socket live"
+        help="where the job history, definitions, QEMU guests' files and default socket live"
         " (default: $VIRTJOB_STATE_DIR or ~/.local/share/virtjob)",
     )
     parser.add_argument(
         "--listen",
         help="unix:PATH (mode 0600) or tcp:HOST:PORT (needs --token-file);"
-        " default: unix:STATE_DIR/virtjobd.sock",
+        f" default: unix:STATE_DIR/{defaults.SOCKET_NAME}",
     )
     parser.add_argument("--token-file", help="file holding the bearer token clients must send")
     parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (with --tls-key)")
@@ -124,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
-        help="log verbosity (warning)",
+        help="log verbosity (warning); debug logs every request (method, path, status,"
+        " duration) and every job's tracking and recording",
     )
     return parser
 
@@ -147,9 +147,8 @@ def _check_range(
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Check the parsed options and turn them into `Settings`; `InvalidArgError` if wrong."""
-    state_dir = args.state_dir or os.environ.get("VIRTJOB_STATE_DIR") or DEFAULT_STATE_DIR
-    state_dir = os.path.abspath(os.path.expanduser(state_dir))
-    spec = parse_listen(args.listen or f"unix:{os.path.join(state_dir, 'virtjobd.sock')}")
+    state_dir = os.path.abspath(os.path.expanduser(args.state_dir or defaults.state_dir()))
+    spec = parse_listen(args.listen or f"unix:{defaults.daemon_socket(state_dir)}")
     if spec.kind == "tcp" and not args.token_file:
         raise InvalidArgError(
             f"refusing to listen on {spec} without --token-file: anyone able to connect"
@@ -232,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-        spec = parse_listen(
-            args.listen or f"unix:{os.path.join(settings.state_dir, 'virtjobd.sock')}"
-        )
+        spec = parse_listen(args.listen or f"unix:{defaults.daemon_socket(settings.state_dir)}")
         service = Service.open(settings)
     except VirtError as exc:
         print(f"virtjobd: {exc}", file=sys.stderr)

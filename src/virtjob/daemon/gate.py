@@ -1,4 +1,6 @@
-"""`Gate`: the pure-ASGI layer in front of the API: bearer-token check and body-size limit.
+"""`Gate`: the pure-ASGI layer in front of the API: bearer-token check, body-size limit and
+the request log; it hands the requests of the plain routes (`virtjob.daemon.routes.plain`) to
+them, and every other request to FastAPI.
 
 It runs before routing and before any body is read, so a request without the right token or
 with a body over the limit is refused without touching the application:
@@ -8,57 +10,94 @@ with a body over the limit is refused without touching the application:
 - a ``Content-Length`` over the limit gets 413 at once, before the body is read; a chunked
   body is read up to the limit and refused with 413 as soon as it passes it.
 
-Written as plain ASGI (no ``BaseHTTPMiddleware``) to keep the per-request cost tiny. Once a
-request has passed both checks, an optional `FastPath` may answer it directly (the app uses
-one for ``GET /v1/jobs/{id}``, the hot read of a remote ``Job.info()``); everything else goes
-to the wrapped application.
+With debug logging on, every request is logged once answered: method, path, status, duration
+and peer (`RequestLog`). Whether it is on is asked once per request; off, the log costs that
+question alone. Written as plain ASGI (no ``BaseHTTPMiddleware``) to keep the per-request cost
+tiny.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
+from virtjob.errors import InvalidArgError
+
+from .answers import BodyTooLargeError, Message, Receive, Scope, Send, auth_refused, send_error
 from .security import token_matches
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+log = logging.getLogger("virtjob.daemon.requests")
+
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-FastPath = Callable[[Scope, Receive, Send], Awaitable[bool]]
-"""Answers the few hot requests it knows itself (returning True), or returns False at once."""
+PlainServer = Callable[[Scope, Receive, Send], Awaitable[bool]]
+"""Answers the requests of one route it knows itself (returning True), or returns False."""
 
 
-async def send_error(send: Send, status: int, code: str, message: str) -> None:
-    """Send a complete ``{"code", "message"}`` JSON answer with `status`."""
-    body = json.dumps({"code": code, "message": message}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="virtjobd"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+class RequestLog:
+    """Logs one request at debug level once its answer has started (see the module docs)."""
+
+    __slots__ = ("scope", "send", "started", "status")
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope = scope
+        self.send = send
+        self.started = time.perf_counter()
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        """Send `message`, noting the answer's status."""
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+    def done(self) -> None:
+        """Log the request (the status is 0 if no answer started)."""
+        scope = self.scope
+        peer = scope.get("client")
+        query = scope.get("query_string", b"")
+        log.debug(
+            "%s %s%s -> %d in %.2f ms%s",
+            scope["method"],
+            scope["path"],
+            "?" + query.decode("latin-1") if query else "",
+            self.status,
+            (time.perf_counter() - self.started) * 1000,
+            f" from {peer[0]}:{peer[1]}" if peer else "",
+        )
 
 
 class Gate:
-    """Wraps `app`: refuses unauthenticated requests and oversized bodies."""
+    """Wraps `app`: refuses unauthenticated requests and oversized bodies, logs requests,
+    and hands the requests of `plain` routes to them instead of `app` (each returns False,
+    having done nothing, for a request that is not its own)."""
 
     def __init__(
-        self, app: ASGIApp, token: str | None, max_body: int, fast: FastPath | None = None
+        self,
+        app: ASGIApp,
+        token: str | None,
+        max_body: int,
+        plain: Sequence[PlainServer] = (),
     ) -> None:
         self.app = app
         self.token = token.encode() if token is not None else None
         self.max_body = max_body
-        self.fast = fast
+        self.plain = tuple(plain)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not log.isEnabledFor(logging.DEBUG):
+            await self._serve(scope, receive, send)
+            return
+        record = RequestLog(scope, send)
+        try:
+            await self._serve(scope, receive, record)
+        finally:
+            record.done()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization: bytes | None = None
         length: bytes | None = None
         chunked = False
@@ -70,30 +109,24 @@ class Gate:
             elif name == b"transfer-encoding":
                 chunked = True
         if self.token is not None and not token_matches(self.token, authorization):
-            what = "no bearer token" if authorization is None else "a wrong bearer token"
-            await send_error(
-                send,
-                401,
-                "auth-failed",
-                f"virtjobd refused the request: it carries {what}; give the daemon's token"
-                f" with $VIRTJOB_TOKEN or ?token_file= in the connection URI",
-            )
+            await send_error(send, auth_refused(authorization))
             return
         if length is not None:
             if not length.isdigit():
-                await send_error(send, 400, "invalid-arg", "malformed Content-Length header")
+                await send_error(send, InvalidArgError("malformed Content-Length header"))
                 return
             if int(length) > self.max_body:
-                await send_error(send, 413, "invalid-arg", self._too_large(int(length)))
+                await send_error(send, BodyTooLargeError(self._too_large(int(length))))
                 return
         elif chunked:
             replay = await self._read_limited(receive)
             if replay is None:
-                await send_error(send, 413, "invalid-arg", self._too_large(None))
+                await send_error(send, BodyTooLargeError(self._too_large(None)))
                 return
             receive = replay
-        if self.fast is not None and await self.fast(scope, receive, send):
-            return
+        for serve in self.plain:
+            if await serve(scope, receive, send):
+                return
         await self.app(scope, receive, send)
 
     def _too_large(self, size: int | None) -> str:

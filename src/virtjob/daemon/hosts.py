@@ -1,8 +1,11 @@
 """`Hosts`: the local drivers virtjobd hosts, opened by URI on first use and kept open.
 
 A request names a host as ``/v1/hosts/{driver}/{instance}``; that is the local URI
-``driver:///instance`` handed to `virtjob.drivers.connect_driver`, so any local driver works
-(``test:///default``, ``qemu:///session``) with no special case here. The query parameters of
+``driver:///instance`` handed to `virtjob.drivers.connect_driver` (with the daemon's state
+directory, where a driver that keeps files keeps them), so any local driver works
+(``test:///default``, ``qemu:///session``) with no special case here. That URI is also the
+host's key: the ``host`` of its jobs' documents, which each driver's job driver names the
+same way (`Recorder.track` refuses a job whose document says otherwise). The query parameters of
 the request are the driver's URI parameters (``?rate=`` for the test driver); every parameter
 variant of a host shares the host (its domains and jobs), as `connect_driver` defines.
 
@@ -155,7 +158,8 @@ class Hosts:
     """The hosts this daemon serves, at most `max_hosts` of them besides the well-known ones;
     thread-safe. Every host opened is confined to `confinement` (if given), and opened with the
     operator's `host_params` for its driver (e.g. ``{"qemu": {"accel": "tcg"}}`` from
-    ``--qemu-accel``), which clients may not give (`host_params` of `virtjob.drivers`)."""
+    ``--qemu-accel``), which clients may not give (`host_params` of `virtjob.drivers`).
+    Drivers that keep files keep them in `state_dir` (None: their default)."""
 
     def __init__(
         self,
@@ -166,8 +170,10 @@ class Hosts:
         max_domains: int = 64,
         max_networks: int = 64,
         host_params: Mapping[str, Mapping[str, str]] | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self._store = store
+        self._state_dir = state_dir
         self._max_hosts = max_hosts
         self._max_domains = max_domains
         self._max_networks = max_networks
@@ -418,7 +424,8 @@ class Hosts:
             uri = parse_uri(f"{key.partition('?')[0]}?{merged}")
         if uri.is_remote:  # pragma: no cover - the name checks above exclude it
             raise InvalidArgError(f"virtjobd hosts local drivers only, not {uri}")
-        driver = connect_driver(uri)
+        driver = connect_driver(uri, state_dir=self._state_dir)
+        log.debug("opened %s", key)
         if self._confinement is not None:
             try:
                 driver.confine(self._confinement)

@@ -3,14 +3,15 @@
 For each job a host accepts, the daemon calls `Recorder.track` at once, inside
 `virtjob.jobs.local.hold_new_jobs` (so the job cannot start before this returns), which
 
-- inserts the job's row in the store (if that fails, the job is cancelled before it ever ran
-  and the request fails with `OperationFailedError` naming it: no job runs unrecorded);
-- registers a done callback that writes the final state, error and result as soon as the job
-  ends, then applies the retention limit;
+- inserts the job's document (`Job.document`, the one mapping from a job to what the API
+  shows) in the store (if that fails, the job is cancelled before it ever ran and the
+  request fails with `OperationFailedError` naming it: no job runs unrecorded);
+- registers a done callback that writes the final document as soon as the job ends, then
+  applies the retention limit;
 - has the job followed by one of a fixed pool of `WATCHERS` threads (not a thread per job):
   the job marks a `ChangeFeed` on every change (`LocalJobDriver.job_follow`), and the
   watcher (1) hands the new info to the job's `Channel` on the event loop, for long-polls and
-  event streams, and (2) writes a progress snapshot to the store on a state change at once,
+  event streams, and (2) writes the job's document to the store on a state change at once,
   otherwise at most once per `SNAPSHOT_EVERY` seconds (the last one is never left unwritten).
   A store error on one job is logged and the watcher goes on with the others.
 
@@ -25,24 +26,27 @@ releasing its engine record (`Job.destroy`, which waits for the job's done callb
 handed to the first watcher thread, so a done callback or the event loop never waits for
 another job's callbacks.
 
-Jobs of a previous daemon process exist only as stored rows: `payload` and `list_payloads`
-serve both kinds the same way. `recover` runs at start-up, before any request: jobs left
-queued or running by a daemon that died are marked FAILED ("interrupted by daemon restart",
-saying which of the two they were) and the hidden partial files beside their target paths
-are removed.
+Jobs of a previous daemon process exist only as stored documents: `document` and
+`documents` serve both kinds the same way (a live job's document and its stored one are the
+same JSON once it has ended). `recover` runs at start-up, before any request: the documents
+of jobs left queued or running by a daemon that died are rewritten as FAILED with an
+operation-failed error ("interrupted by daemon restart", saying which of the two they were),
+and the hidden partial files beside their target paths are removed.
+
+Every transition (tracked, stored, ended, held, let go, pruned) is logged at debug level.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 
-from virtjob.drivers.base import DomainRef, NetworkRef
-from virtjob.drivers.remote import wire
+from virtjob.api import JobDocument
 from virtjob.errors import (
     InternalError,
     JobTimeoutError,
@@ -51,10 +55,10 @@ from virtjob.errors import (
     VirtError,
 )
 from virtjob.files import remove_stale_partials
-from virtjob.jobs import Job, JobInfo, JobOutcome, JobState, LocalJobDriver
+from virtjob.jobs import Job, JobInfo, JobState, LocalJobDriver
 from virtjob.jobs.feed import ChangeFeed
 
-from .store import JobEnd, JobRow, Store
+from .store import Store
 
 log = logging.getLogger("virtjob.daemon")
 
@@ -136,104 +140,51 @@ class Channel:
 
 
 class Tracked:
-    """A job this daemon process started: its handle, host, target path, times and channel.
+    """A job this daemon process started: its handle and channel, what its watcher last
+    stored (`stored`, `stored_at`), and what holds it back from pruning once it has ended
+    (`waiters`, `seen`, `ended`, `ended_at`; changed under the recorder's lock).
 
-    Also what its watcher last stored (`stored`, `stored_at`) and what holds it back from
-    pruning once it has ended (`waiters`, `seen`, `ended_at`; changed under the recorder's
-    lock).
+    Everything the API shows of it comes from `job.document()`.
     """
 
     __slots__ = (
         "channel",
-        "created",
         "ended",
         "ended_at",
-        "host",
         "job",
         "recorded",
         "seen",
-        "started",
         "stored",
         "stored_at",
-        "target",
         "waiters",
     )
 
-    def __init__(self, job: Job, host: str, target: str | None, info: JobInfo) -> None:
+    def __init__(self, job: Job, info: JobInfo) -> None:
         self.job = job
-        self.host = host
-        self.target = target
-        self.created = time.time()
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.ended_at = 0.0
         self.channel = Channel(info)
         self.stored: tuple[JobState, bool] = (info.state, info.bounded)
         self.stored_at = time.monotonic()
         self.waiters = 0
         self.seen = False
+        self.ended = False
+        self.ended_at = 0.0
         self.recorded = False
         """True once the end is stored (the channel shows the end only from then on)."""
 
-    def payload(self) -> wire.Json:
-        """The job as the API shows it, read fresh from the job driver."""
-        job = self.job
-        info = job.info()
-        result: wire.Json | None = None
-        error: wire.Json | None = None
-        if info.state.terminal:
-            outcome = job.driver.job_outcome(job.id)
-            if outcome is not None:
-                if isinstance(outcome.result, DomainRef | NetworkRef):
-                    result = wire.ref_to_dict(outcome.result)
-                if outcome.error is not None:
-                    error = wire.error_to_dict(outcome.error)
-        return {
-            "id": job.id,
-            "host": self.host,
-            "kind": str(job.kind),
-            "subject": job.subject,
-            "info": wire.info_to_dict(info),
-            "result": result,
-            "error": error,
-            "target": self.target,
-            "created": self.created,
-            "started": self.started,
-            "ended": self.ended,
-        }
 
-
-def row_payload(row: JobRow) -> wire.Json:
-    """The API form of a stored job (one of a previous daemon process, or pruned from memory)."""
-    terminal = JobState(row.state).terminal
-    result: wire.Json | None = None
-    if row.result_type is not None:
-        result = {"type": row.result_type, "name": row.result_name, "uuid": row.result_uuid}
-    error: wire.Json | None = None
-    if row.error_code is not None:
-        error = {"code": row.error_code, "message": row.error_message or ""}
-    return {
-        "id": row.id,
-        "host": row.host,
-        "kind": row.kind,
-        "subject": row.subject,
-        "info": {
-            "state": row.state,
-            "bounded": row.bounded,
-            "elapsed": row.elapsed,
-            "remaining": 0.0 if terminal else None,
-            "percent": row.percent,
-            "processed": row.processed,
-            "total": row.total,
-            "cancel_requested": row.cancel_requested,
-        },
-        "result": result,
-        "error": error,
-        "target": row.target,
-        "created": row.created,
-        "started": row.started,
-        "ended": row.ended,
-    }
+def interrupted(document: JobDocument, now: float) -> JobDocument:
+    """The document of a job a dead daemon left queued or running, as the next one shows it:
+    FAILED at `now` with operation-failed ``INTERRUPTED[its state]``, nothing remaining, its
+    last progress kept."""
+    state = str(document.info.state)
+    info = dataclasses.replace(document.info, state=JobState.FAILED, remaining=0.0)
+    return dataclasses.replace(
+        document,
+        info=info,
+        result=None,
+        error=OperationFailedError(INTERRUPTED.get(state, INTERRUPTED["running"])),
+        ended=now,
+    )
 
 
 def _no_job(job_id: str) -> NoJobError:
@@ -299,64 +250,49 @@ class Recorder:
 
     # -- start-up -----------------------------------------------------------------------------
 
-    def recover(self) -> list[JobRow]:
-        """Fail the jobs a dead daemon left unfinished and remove their partial files.
-
-        Each says whether it was queued or running. Returns the rows that were interrupted.
+    def recover(self) -> list[JobDocument]:
+        """Fail the jobs a dead daemon left unfinished (`interrupted`: their stored documents
+        are rewritten) and remove their partial files. Returns their documents as they were.
         """
-        rows = self._store.interrupt_unfinished(INTERRUPTED)
-        for row in rows:
+        now = time.time()
+        documents = self._store.interrupt_unfinished(lambda document: interrupted(document, now))
+        for document in documents:
             log.warning(
                 "job %s (%s of %r on %s) was %s when the daemon stopped: marked failed",
-                row.id,
-                row.kind,
-                row.subject,
-                row.host,
-                row.state,
+                document.id,
+                document.kind,
+                document.subject,
+                document.host,
+                document.info.state,
             )
-            if row.target:
-                remove_stale_partials(row.target)
+            if document.target:
+                remove_stale_partials(document.target)
         with self._lock:
             self._finals = self._store.count_final()
-        return rows
+        return documents
 
     # -- tracking -----------------------------------------------------------------------------
 
-    def track(self, job: Job, host: str, target: str | None) -> Tracked:
-        """Record a job `host` has just accepted (writing `target`, if any) and follow it.
+    def track(self, job: Job, host: str) -> Tracked:
+        """Record a job the host `host` (its URI) has just accepted, and follow it.
 
         Creates no thread. Raises `OperationFailedError` if the job cannot be recorded: it is
         then cancelled at once (a queued job never starts; call this inside
-        `hold_new_jobs` so that it is still queued), so no job runs unrecorded.
+        `hold_new_jobs` so that it is still queued), so no job runs unrecorded. The job's
+        document must name `host` (its job driver's ``host``), else the job is cancelled the
+        same way: a job listed under another host would be lost to its clients.
         """
-        tracked = Tracked(job, host, target, job.info())
+        document = job.document()
+        tracked = Tracked(job, document.info)
         with self._lock:
             self._live[job.id] = tracked
         try:
-            self._store.insert_job(
-                JobRow(
-                    id=job.id,
-                    host=host,
-                    kind=str(job.kind),
-                    subject=job.subject,
-                    state=str(tracked.channel.info.state),
-                    created=tracked.created,
-                    started=None,
-                    ended=None,
-                    bounded=False,
-                    elapsed=0.0,
-                    percent=None,
-                    processed=None,
-                    total=None,
-                    cancel_requested=False,
-                    error_code=None,
-                    error_message=None,
-                    result_type=None,
-                    result_name=None,
-                    result_uuid=None,
-                    target=target,
+            if document.host != host:
+                raise InternalError(
+                    f"its document names host {document.host!r}, not {host!r}; this is a bug"
+                    f" of the driver (its job driver's host)"
                 )
-            )
+            self._store.insert_job(document)
             self._follow(tracked)
             job.add_done_callback(lambda _job: self._finished(tracked))  # last: may prune it
         except VirtError as exc:
@@ -375,6 +311,7 @@ class Recorder:
                 f"job {job.id} ({job.kind} of {job.subject!r}) was cancelled: virtjobd could"
                 f" not record it ({exc}); see the daemon's log, then start it again"
             ) from exc
+        log.debug("job %s (%s of %r on %s): tracked", job.id, job.kind, job.subject, host)
         return tracked
 
     def _follow(self, tracked: Tracked) -> None:
@@ -432,8 +369,6 @@ class Recorder:
         except NoJobError:
             unsaved.pop(job.id, None)
             return
-        if tracked.started is None and info.state is not JobState.QUEUED:
-            tracked.started = max(tracked.created, time.time() - info.elapsed)
         if info.state.terminal:  # the done callback records the final state, then posts it
             unsaved.pop(job.id, None)
             return
@@ -443,7 +378,9 @@ class Recorder:
         if key != tracked.stored or now - tracked.stored_at >= SNAPSHOT_EVERY:
             tracked.stored, tracked.stored_at = key, now
             unsaved.pop(job.id, None)
-            self._store.update_progress(job.id, info, tracked.started)
+            self._store.update_progress(job.document())
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job %s: stored %s (%s%%)", job.id, info.state, info.percent)
         else:
             unsaved[job.id] = tracked
 
@@ -460,39 +397,27 @@ class Recorder:
         """Record the end of a job, apply the limit, and only then tell its waiters."""
         job = tracked.job
         try:
-            info = job.info()
-            outcome = job.driver.job_outcome(job.id)
+            document = job.document()
         except NoJobError:
             tracked.recorded = True
             return  # destroyed already
         with self._lock:
-            tracked.ended = time.time()
+            tracked.ended = True
             tracked.ended_at = time.monotonic()
             self._held.add(job.id)  # until someone has seen the end (or the hold lapses)
         try:
-            self._record_end(tracked, info, outcome)
+            self._record_end(tracked, document)
         finally:
             tracked.recorded = True
-            self._post(tracked.channel, info)
+            self._post(tracked.channel, document.info)
 
-    def _record_end(self, tracked: Tracked, info: JobInfo, outcome: JobOutcome | None) -> None:
+    def _record_end(self, tracked: Tracked, document: JobDocument) -> None:
         job = tracked.job
-        assert tracked.ended is not None
-        if tracked.started is None and info.elapsed > 0:
-            tracked.started = max(tracked.created, tracked.ended - info.elapsed)
-        error = result = None
-        if outcome is not None:
-            if outcome.error is not None:
-                error = (str(outcome.error.code), outcome.error.message)
-            if isinstance(outcome.result, DomainRef | NetworkRef):
-                ref = wire.ref_to_dict(outcome.result)
-                result = (ref["type"], ref["name"], ref["uuid"])
         try:
-            self._store.finish_job(
-                job.id, JobEnd(info, tracked.started, tracked.ended, error, result)
-            )
+            self._store.finish_job(document)
             with self._lock:
                 self._finals += 1
+            log.debug("job %s: ended %s, recorded", job.id, document.info.state)
             self._release(tracked)
         except VirtError:
             log.exception("recording the end of job %s failed", job.id)
@@ -510,6 +435,7 @@ class Recorder:
         with self._lock:
             if tracked.job.id in self._held and not self._still_held(tracked, time.monotonic()):
                 self._held.discard(tracked.job.id)
+                log.debug("job %s: let go (its end was seen, nobody waits)", tracked.job.id)
         self._prune()
 
     def _lapse_holds(self) -> None:
@@ -519,6 +445,7 @@ class Recorder:
                 tracked = self._live.get(job_id)
                 if tracked is None or not self._still_held(tracked, now):
                     self._held.discard(job_id)
+                    log.debug("job %s: let go (its hold lapsed)", job_id)
         self._prune()
 
     def _prune(self) -> None:
@@ -534,6 +461,8 @@ class Recorder:
             return
         with self._lock:
             self._finals -= len(ids)
+        if ids:
+            log.debug("retention limit %d: pruned job(s) %s", self._retain, ", ".join(ids))
         self._forget(ids)
 
     def _forget(self, ids: Iterable[str]) -> None:
@@ -569,7 +498,7 @@ class Recorder:
         with self._lock:
             tracked.waiters -= 1
             tracked.seen = tracked.seen or seen
-            ended = tracked.ended is not None
+            ended = tracked.ended
         if ended:
             self._release(tracked)
 
@@ -579,20 +508,20 @@ class Recorder:
         """The live job `job_id`, or None (it may still be a stored one)."""
         return self._live.get(job_id)
 
-    def payload(self, job_id: str) -> wire.Json:
-        """The API form of job `job_id`, live or stored; `NoJobError` if there is none."""
+    def document(self, job_id: str) -> JobDocument:
+        """The document of job `job_id`, live or stored; `NoJobError` if there is none."""
         tracked = self._live.get(job_id)
         if tracked is not None:
             try:
-                return tracked.payload()
+                return tracked.job.document()
             except NoJobError:
                 pass  # destroyed or pruned this instant; the store may still have it
-        row = self._store.get_job(job_id)
-        if row is None:
+        document = self._store.get_job(job_id)
+        if document is None:
             raise _no_job(job_id)
-        return row_payload(row)
+        return document
 
-    async def wait(self, job_id: str, timeout: float) -> wire.Json:
+    async def wait(self, job_id: str, timeout: float) -> JobDocument:
         """Long poll: the job as soon as it is final, or after `timeout` seconds.
 
         Holds the job meanwhile; an answer that shows its end lets it go (the retention limit
@@ -600,7 +529,7 @@ class Recorder:
         """
         tracked = self._live.get(job_id)
         if tracked is None:
-            return self.payload(job_id)
+            return self.document(job_id)
         self._enter(tracked)
         seen = False
         try:
@@ -612,9 +541,9 @@ class Recorder:
                 if left <= 0 or tracked.recorded:
                     break
                 await channel.changed(channel.version, min(left, RECHECK))
-            payload = self.payload(job_id)
-            seen = JobState(payload["info"]["state"]).terminal
-            return payload
+            document = self.document(job_id)
+            seen = document.info.state.terminal
+            return document
         finally:
             self._leave(tracked, seen=seen)
 
@@ -629,25 +558,26 @@ class Recorder:
         finally:
             self._leave(tracked)
 
-    def list_payloads(self, host: str | None) -> list[wire.Json]:
+    def documents(self, host: str | None) -> list[JobDocument]:
         """Every job (of `host`, when given), oldest first."""
-        out: list[wire.Json] = []
-        for row in self._store.list_jobs(host):
-            tracked = self._live.get(row.id)
+        out: list[JobDocument] = []
+        for stored in self._store.list_jobs(host):
+            tracked = self._live.get(stored.id)
             if tracked is not None:
                 with contextlib.suppress(NoJobError):
-                    out.append(tracked.payload())
+                    out.append(tracked.job.document())
                     continue
-            out.append(row_payload(row))
+            out.append(stored)
         return out
 
-    def cancel(self, job_id: str) -> wire.Json:
+    def cancel(self, job_id: str) -> JobDocument:
         """Ask job `job_id` to stop (a no-op once final); return it. `NoJobError` if unknown."""
         tracked = self._live.get(job_id)
         if tracked is not None:
             with contextlib.suppress(NoJobError):
                 tracked.job.cancel()
-        return self.payload(job_id)
+                log.debug("job %s: cancel requested by a client", job_id)
+        return self.document(job_id)
 
     def destroy(self, job_id: str) -> None:
         """Forget a final job; `OperationInvalidError` while it runs, `NoJobError` if unknown."""

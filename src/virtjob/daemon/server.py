@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import errno
 import importlib.util
-import json
 import logging
 import resource
 import signal
@@ -51,6 +50,7 @@ from uvicorn.server import ServerState
 
 from virtjob.errors import InvalidArgError
 
+from .answers import TooManyConnectionsError, error_answer
 from .app import create_app
 from .listen import BACKLOG, ListenSpec, open_socket, remove_socket, socket_inode
 from .service import Service
@@ -118,17 +118,17 @@ def _over_limit(loop: asyncio.AbstractEventLoop, config: _Config, connections: i
 
 
 def _refusal(config: _Config) -> bytes:
-    """The 503 answer for a connection over the limit."""
-    body = json.dumps(
-        {
-            "code": "operation-invalid",
-            "message": f"virtjobd serves at most {config.max_connections} connections at once"
-            f" (--max-connections) and has that many; close idle ones or retry later",
-        }
-    ).encode()
+    """The 503 answer for a connection over the limit (written on the connection itself,
+    before any HTTP protocol runs; the body is `error_answer`'s, as every error's)."""
+    status, body, _headers = error_answer(
+        TooManyConnectionsError(
+            f"virtjobd serves at most {config.max_connections} connections at once"
+            f" (--max-connections) and has that many; close idle ones or retry later"
+        )
+    )
     head = (
-        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+        b"HTTP/1.1 %d Service Unavailable\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: %d\r\n\r\n" % (status, len(body))
     )
     return head + body
 

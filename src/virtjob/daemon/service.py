@@ -26,8 +26,6 @@ log = logging.getLogger("virtjob.daemon")
 DB_NAME = "virtjobd.sqlite3"
 FILES_DIR = "files"
 LOCK_NAME = "virtjobd.lock"
-STATE_ENV = "VIRTJOB_STATE_DIR"
-"""Where hosted drivers (the QEMU driver) keep their files: set to the state directory."""
 
 
 @dataclass
@@ -80,6 +78,7 @@ class Service:
             max_domains=settings.max_domains,
             max_networks=settings.max_networks,
             host_params=settings.host_params,
+            state_dir=settings.state_dir,
         )
         self.recorder = Recorder(store, settings.retain_jobs)
         self.stopping = False
@@ -92,8 +91,8 @@ class Service:
         The state directory (created 0700 if missing) and the unix socket's directory are
         resolved once (`resolve_private_dir`): `settings.state_dir` and `settings.socket_path`
         are replaced by the real paths, used from then on for the lock, the database, the
-        excluded paths and the socket; ``$VIRTJOB_STATE_DIR`` is set to the real state
-        directory for hosted drivers unless it names another one. With no ``--allow-dir``,
+        excluded paths and the socket, and handed to the hosted drivers that keep files (the
+        QEMU driver); the environment is neither read nor changed. With no ``--allow-dir``,
         clients may use ``STATE_DIR/files`` only (created 0700); the state directory (and
         the unix socket) are never valid targets. Raises `InvalidArgError` for a state or
         socket directory another user could change or redirect, or a bad allowed directory;
@@ -101,9 +100,7 @@ class Service:
         `InternalError` if the database cannot be opened.
         """
         state_dir = make_private_dir(settings.state_dir, "state directory")
-        given, settings.state_dir = settings.state_dir, state_dir
-        if os.environ.get(STATE_ENV) in (None, given):  # hosted drivers keep files there
-            os.environ[STATE_ENV] = state_dir
+        settings.state_dir = state_dir
         if settings.socket_path is not None:
             socket_dir, name = os.path.split(settings.socket_path)
             if os.path.isdir(socket_dir):  # else listening says so

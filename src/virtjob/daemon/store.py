@@ -4,11 +4,19 @@ Two tables:
 
 - ``jobs``: one row per job the daemon started, kept until the job is destroyed or falls out
   of the retention limit (the oldest finished jobs go first, never one the caller says is
-  still waited for). Rows are written when the job is
-  created, as it progresses (the recorder throttles this), and when it ends.
+  still waited for). A row is the job's document (`virtjob.api.JobDocument`) as JSON text in
+  one column, the very JSON the API answers, beside the few columns queries need: ``id``,
+  ``host``, ``state``, ``created``, ``ended`` (copied from the document when it is written).
+  So a field added to the document is stored with no change here. Rows are written when the
+  job is created, as it progresses (the recorder throttles this), and when it ends.
 - ``definitions``: for drivers whose definitions live only in memory (the test driver), the
   latest XML of every domain and network defined through the daemon, or a tombstone (NULL XML)
   for one undefined through it, in the order they happened; replayed on a fresh host at start.
+
+**Schema versions** (``PRAGMA user_version``): 1 had a column per field of the job; 2 (this
+one) keeps the document. A version-1 file is converted in place when opened, in one
+transaction: each row becomes the document it stood for (a row that cannot is dropped, and
+logged). A file of a later version is refused.
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a ``kill -9`` of the daemon loses
 at most the last throttled progress snapshot, never a committed row. It runs with
@@ -22,50 +30,41 @@ by the daemon's threads behind a lock. Every method raises `InternalError` if SQ
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from virtjob.errors import InternalError
-from virtjob.jobs import JobInfo
+from virtjob.api import JobDocument, encode_job
+from virtjob.api.document import decode_stored_job
+from virtjob.errors import InternalError, VirtError
 
 log = logging.getLogger("virtjob.daemon")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The version of the database layout this virtjobd writes (see the module docs)."""
 RECLAIM_PAGES = 256
 """Free pages (of 4 KiB) past which deleted space is given back to the file system."""
 WAL_LIMIT = 4 << 20
 """Bytes a checkpointed WAL file is truncated to (``journal_size_limit``)."""
-_SCHEMA = """
+_JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
-    id               TEXT PRIMARY KEY,
-    host             TEXT NOT NULL,
-    kind             TEXT NOT NULL,
-    subject          TEXT NOT NULL,
-    state            TEXT NOT NULL,
-    created          REAL NOT NULL,
-    started          REAL,
-    ended            REAL,
-    bounded          INTEGER NOT NULL DEFAULT 0,
-    elapsed          REAL NOT NULL DEFAULT 0,
-    percent          REAL,
-    processed        INTEGER,
-    total            INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    error_code       TEXT,
-    error_message    TEXT,
-    result_type      TEXT,
-    result_name      TEXT,
-    result_uuid      TEXT,
-    target           TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_by_host ON jobs (host, created);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, ended);
+    id       TEXT PRIMARY KEY,
+    host     TEXT NOT NULL,
+    state    TEXT NOT NULL,
+    created  REAL NOT NULL,
+    ended    REAL,
+    document TEXT NOT NULL
+)"""
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS jobs_by_host ON jobs (host, created)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, ended)",
+)
+_DEFINITIONS = """
 CREATE TABLE IF NOT EXISTS definitions (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
     host  TEXT NOT NULL,
@@ -74,65 +73,74 @@ CREATE TABLE IF NOT EXISTS definitions (
     name  TEXT NOT NULL,
     xml   TEXT,
     UNIQUE (host, type, uuid)
-);
-"""
+)"""
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-_LIVE_STATES = ("queued", "running")
+_FINAL = "('succeeded', 'failed', 'cancelled')"
+_LIVE = "('queued', 'running')"
+_V1_COLUMNS = (
+    "id, host, kind, subject, state, created, started, ended, bounded, elapsed, percent,"
+    " processed, total, cancel_requested, error_code, error_message, result_type,"
+    " result_name, result_uuid, target"
+)
+"""The columns of a version-1 ``jobs`` row, in the order `_v1_document` reads them."""
 
 
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    """One stored job record, as the ``jobs`` table holds it."""
-
-    id: str
-    host: str
-    kind: str
-    subject: str
-    state: str
-    created: float
-    started: float | None
-    ended: float | None
-    bounded: bool
-    elapsed: float
-    percent: float | None
-    processed: int | None
-    total: int | None
-    cancel_requested: bool
-    error_code: str | None
-    error_message: str | None
-    result_type: str | None
-    result_name: str | None
-    result_uuid: str | None
-    target: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobEnd:
-    """How a job ended, as `Store.finish_job` records it."""
-
-    info: JobInfo
-    """The job's final info (state and last progress)."""
-    started: float | None
-    """When it started running (wall clock), None if it never did."""
-    ended: float
-    """When it ended (wall clock)."""
-    error: tuple[str, str] | None = None
-    """The code and message of a failed job's error."""
-    result: tuple[str, str, str] | None = None
-    """The type, name and UUID of the domain or network a succeeded job made."""
-
-
-def _progress(info: JobInfo) -> tuple[str, int, float, float | None, int | None, int | None, int]:
-    """The state, bounded, elapsed, percent, processed, total and cancel_requested columns."""
+def _row(document: JobDocument) -> tuple[str, str, str, float, float | None, str]:
+    """The ``jobs`` row of `document`: id, host, state, created, ended, the document."""
     return (
-        str(info.state),
-        int(info.bounded),
-        info.elapsed,
-        info.percent,
-        info.processed,
-        info.total,
-        int(info.cancel_requested),
+        document.id,
+        document.host,
+        str(document.info.state),
+        document.created,
+        document.ended,
+        json.dumps(encode_job(document), separators=(",", ":")),
     )
+
+
+def _document(text: str) -> JobDocument:
+    """The document stored as `text`; `InternalError` if it is damaged."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InternalError(f"a stored job is damaged (not JSON: {exc}): {text[:200]}") from exc
+    return decode_stored_job(data)
+
+
+def _v1_document(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The document (as JSON) a version-1 row stood for: what that daemon answered for it."""
+    (
+        job_id, host, kind, subject, state, created, started, ended, bounded, elapsed,
+        percent, processed, total, cancel_requested, error_code, error_message, result_type,
+        result_name, result_uuid, target,
+    ) = row  # fmt: skip
+    result = None
+    if result_type is not None:
+        result = {"type": result_type, "name": result_name, "uuid": result_uuid}
+    error = None
+    if error_code is not None:
+        error = {"code": error_code, "message": error_message or ""}
+    return {
+        "id": job_id,
+        "host": host,
+        "kind": kind,
+        "subject": subject,
+        "info": {
+            "state": state,
+            "bounded": bool(bounded),
+            "elapsed": elapsed,
+            "remaining": 0.0 if state in FINAL_STATES else None,
+            "percent": percent,
+            "processed": processed,
+            "total": total,
+            "cancel_requested": bool(cancel_requested),
+        },
+        "result": result,
+        "error": error,
+        "target": target,
+        "created": created,
+        "started": started,
+        "ended": ended,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +154,12 @@ class Definition:
     xml: str | None
 
 
-_JOB_COLUMNS = ", ".join(JobRow.__slots__)
-
-
 class Store:
     """The daemon's SQLite database; thread-safe. `close()` when done."""
 
     def __init__(self, path: str) -> None:
-        """Open (or create) the database at `path`; `InternalError` if it is unusable."""
+        """Open (or create) the database at `path`, converting a version-1 file (see the
+        module docs); `InternalError` if it is unusable or of a later version."""
         self.path = path
         self._lock = threading.Lock()
         try:
@@ -168,16 +174,45 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise InternalError(
                     f"state database {path} has schema version {version}; this virtjobd"
-                    f" reads version {SCHEMA_VERSION}: use the matching virtjobd or another"
-                    f" --state-dir"
+                    f" reads versions up to {SCHEMA_VERSION}: use the matching virtjobd or"
+                    f" another --state-dir"
                 )
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            with self._tx() as db:
+                if version == 1:
+                    self._migrate_v1(db)
+                db.execute(_JOBS)
+                for index in _INDEXES:
+                    db.execute(index)
+                db.execute(_DEFINITIONS)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise InternalError(f"cannot open the state database {path}: {exc}") from exc
+
+    def _migrate_v1(self, db: sqlite3.Connection) -> None:
+        """Turn the version-1 ``jobs`` table (a column per field) into documents, in place
+        (inside the caller's transaction)."""
+        db.execute("ALTER TABLE jobs RENAME TO jobs_v1")
+        db.execute("DROP INDEX IF EXISTS jobs_by_host")
+        db.execute("DROP INDEX IF EXISTS jobs_by_state")
+        db.execute(_JOBS)
+        rows = db.execute(f"SELECT {_V1_COLUMNS} FROM jobs_v1 ORDER BY rowid").fetchall()
+        converted = []
+        for row in rows:
+            try:
+                converted.append(_row(decode_stored_job(_v1_document(row))))
+            except VirtError as exc:
+                log.warning("%s: dropped job %s while converting it: %s", self.path, row[0], exc)
+        db.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)", converted)
+        db.execute("DROP TABLE jobs_v1")
+        log.info(
+            "%s: converted %d job(s) from schema version 1 to %d",
+            self.path,
+            len(converted),
+            SCHEMA_VERSION,
+        )
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -220,67 +255,48 @@ class Store:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def insert_job(self, row: JobRow) -> None:
+    def insert_job(self, document: JobDocument) -> None:
         """Record a new job (replacing a stale row with the same id, should one exist)."""
-        marks = ", ".join("?" for _ in JobRow.__slots__)
-        values = tuple(getattr(row, name) for name in JobRow.__slots__)
         with self._tx() as db:
-            db.execute(f"INSERT OR REPLACE INTO jobs ({_JOB_COLUMNS}) VALUES ({marks})", values)
+            db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)", _row(document))
 
-    def update_progress(self, job_id: str, info: JobInfo, started: float | None) -> None:
-        """Record `info`, a progress snapshot of a job that is not final yet, and when it
-        `started` (wall clock, if it has). A final row is kept as it is."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET started=COALESCE(started, ?), state=?, bounded=?, elapsed=?,"
-                " percent=?, processed=?, total=?, cancel_requested=?"
-                " WHERE id=? AND state IN ('queued', 'running')",
-                (started, *_progress(info), job_id),
-            )
-
-    def finish_job(self, job_id: str, end: JobEnd) -> None:
-        """Record how a job ended: its final state, progress, times, error or result."""
-        code, message = end.error if end.error is not None else (None, None)
-        rtype, rname, ruuid = end.result if end.result is not None else (None, None, None)
+    def update_progress(self, document: JobDocument) -> None:
+        """Record `document`, a snapshot of a job that is not final yet. A row that is final
+        already is kept as it is (a late snapshot never undoes the end)."""
+        job_id, _host, state, _created, _ended, text = _row(document)
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET ended=?, started=COALESCE(started, ?), state=?, bounded=?,"
-                " elapsed=?, percent=?, processed=?, total=?, cancel_requested=?,"
-                " error_code=?, error_message=?, result_type=?, result_name=?, result_uuid=?"
-                " WHERE id=?",
-                (
-                    end.ended,
-                    end.started,
-                    *_progress(end.info),
-                    code,
-                    message,
-                    rtype,
-                    rname,
-                    ruuid,
-                    job_id,
-                ),
+                f"UPDATE jobs SET state=?, document=? WHERE id=? AND state IN {_LIVE}",
+                (state, text, job_id),
             )
 
-    def get_job(self, job_id: str) -> JobRow | None:
-        """The stored row of job `job_id`, or None."""
-        rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,))
-        return _job_row(rows[0]) if rows else None
+    def finish_job(self, document: JobDocument) -> None:
+        """Record `document`, the final one of a job: its end, outcome and last progress."""
+        job_id, _host, state, _created, ended, text = _row(document)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state=?, ended=?, document=? WHERE id=?",
+                (state, ended, text, job_id),
+            )
 
-    def list_jobs(self, host: str | None = None) -> list[JobRow]:
+    def get_job(self, job_id: str) -> JobDocument | None:
+        """The stored document of job `job_id`, or None; `InternalError` if it is damaged."""
+        rows = self._query("SELECT document FROM jobs WHERE id=?", (job_id,))
+        return _document(rows[0][0]) if rows else None
+
+    def list_jobs(self, host: str | None = None) -> list[JobDocument]:
         """Every stored job (of `host`, when given), oldest first."""
         if host is None:
-            rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created, rowid")
+            rows = self._query("SELECT document FROM jobs ORDER BY created, rowid")
         else:
             rows = self._query(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE host=? ORDER BY created, rowid", (host,)
+                "SELECT document FROM jobs WHERE host=? ORDER BY created, rowid", (host,)
             )
-        return [_job_row(row) for row in rows]
+        return [_document(row[0]) for row in rows]
 
     def count_final(self) -> int:
         """How many finished jobs are stored."""
-        rows = self._query(
-            "SELECT COUNT(*) FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')"
-        )
+        rows = self._query(f"SELECT COUNT(*) FROM jobs WHERE state IN {_FINAL}")
         return int(rows[0][0])
 
     def delete_job(self, job_id: str) -> bool:
@@ -297,8 +313,7 @@ class Store:
         """
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')"
-                " ORDER BY ended DESC, rowid DESC"
+                f"SELECT id FROM jobs WHERE state IN {_FINAL} ORDER BY ended DESC, rowid DESC"
             ).fetchall()
             ids = [row[0] for row in rows if row[0] not in exempt][keep:]
             db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
@@ -306,27 +321,29 @@ class Store:
             self._reclaim()
         return ids
 
-    def interrupt_unfinished(self, messages: Mapping[str, str]) -> list[JobRow]:
-        """Mark every queued or running job FAILED (code operation-failed).
+    def interrupt_unfinished(
+        self, rewrite: Callable[[JobDocument], JobDocument]
+    ) -> list[JobDocument]:
+        """Replace the document of every queued or running job by `rewrite(document)` (which
+        must make it final), in one transaction.
 
-        Its message is ``messages[state]``, the state it was recorded in ("queued" or
-        "running"). Called at start-up: those jobs belonged to a daemon that is gone. Returns
-        their rows as they were, so the caller can clean up after them (partial files).
+        Called at start-up: those jobs belonged to a daemon that is gone. Returns their
+        documents as they were, so the caller can clean up after them (partial files). A
+        damaged one raises `InternalError` (nothing is changed then).
         """
-        now = time.time()
         with self._tx() as db:
-            rows = [
-                _job_row(row)
+            before = [
+                _document(row[0])
                 for row in db.execute(
-                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running')"
+                    f"SELECT document FROM jobs WHERE state IN {_LIVE}"
                 ).fetchall()
             ]
+            rows = [_row(rewrite(document)) for document in before]
             db.executemany(
-                "UPDATE jobs SET state='failed', ended=?, error_code='operation-failed',"
-                " error_message=? WHERE id=?",
-                [(now, messages[row.state], row.id) for row in rows],
+                "UPDATE jobs SET state=?, ended=?, document=? WHERE id=?",
+                [(state, ended, text, job_id) for job_id, _h, state, _c, ended, text in rows],
             )
-        return rows
+        return before
 
     # -- definitions --------------------------------------------------------------------------
 
@@ -368,10 +385,3 @@ class Store:
         """Every recorded definition and undefine, in the order they happened."""
         rows = self._query("SELECT host, type, uuid, name, xml FROM definitions ORDER BY seq")
         return [Definition(*row) for row in rows]
-
-
-def _job_row(row: tuple[Any, ...]) -> JobRow:
-    values = dict(zip(JobRow.__slots__, row, strict=True))
-    values["bounded"] = bool(values["bounded"])
-    values["cancel_requested"] = bool(values["cancel_requested"])
-    return JobRow(**values)

@@ -1,0 +1,168 @@
+"""What virtjobd answers: JSON bodies, and the one way an error becomes an answer.
+
+Every error answer of the daemon, whichever layer refuses the request (the `Gate`, a route,
+FastAPI's validation, an unknown path, the connection limit), is made by `error_answer` from a
+`VirtError`: the body is `virtjob.api.encode_error` of it (strings made `printable`, so any
+message encodes), the status `virtjob.api.status_for` of it. A refusal that has no
+`VirtError` class of its own uses one of the small subclasses below, which carry the HTTP
+status that differs from their code's usual one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from starlette.responses import Response
+
+from virtjob.api import encode_error, status_for
+from virtjob.errors import (
+    AuthError,
+    InternalError,
+    InvalidArgError,
+    NoSupportError,
+    OperationInvalidError,
+    VirtError,
+)
+from virtjob.paths import printable
+
+log = logging.getLogger("virtjob.daemon")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = Sequence[tuple[bytes, bytes]]
+
+JSON_TYPE = (b"content-type", b"application/json")
+"""The content-type header of every JSON answer."""
+
+
+class UnknownDriverError(NoSupportError):
+    """A request names a driver this virtjob lacks: code no-support, but HTTP 404 (no such
+    host resource), as opposed to 501 for an operation a real driver does not offer."""
+
+    http_status = 404
+
+
+class NoRouteError(NoSupportError):
+    """A path (404) or method (405) the API does not have; the status is given per error."""
+
+    def __init__(self, message: str, http_status: int = 404) -> None:
+        """`message` says what was asked and where the routes are listed."""
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class RequestRefusedError(InvalidArgError):
+    """A request HTTP itself refuses (code invalid-arg), with the status it was given."""
+
+    def __init__(self, message: str, http_status: int = 400) -> None:
+        """`message` says what is wrong with the request."""
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class BodyTooLargeError(InvalidArgError):
+    """A request body over ``--max-body``: code invalid-arg, HTTP 413."""
+
+    http_status = 413
+
+
+class TooManyConnectionsError(OperationInvalidError):
+    """A connection over ``--max-connections``: code operation-invalid, HTTP 503."""
+
+    http_status = 503
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""`json.dumps(data, separators=(",", ":"))` without building an encoder for every call; its
+output is ASCII (``ensure_ascii``), so it always encodes."""
+
+
+def dumps(data: Any) -> bytes:
+    """`data` as compact JSON bytes."""
+    return _ENCODER.encode(data).encode()
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """A JSON answer of `data` with `status`."""
+    return Response(dumps(data), status_code=status, media_type="application/json")
+
+
+def no_content() -> Response:
+    """The empty 204 answer of a route that answers nothing."""
+    return Response(status_code=204)
+
+
+def error_answer(error: VirtError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The status, JSON body and extra headers that answer `error` (never raises).
+
+    Errors that mean a bug or a failure of the host (status 500 and above, but 503) are
+    logged: with their traceback and causes when the cause is not a `VirtError` (a bug) or
+    when debug logging is on.
+    """
+    status = status_for(error)
+    if status >= 500 and status != 503:
+        cause = error.__cause__
+        trace = (cause is not None and not isinstance(cause, VirtError)) or log.isEnabledFor(
+            logging.DEBUG
+        )
+        log.error(
+            "request failed: %s: %s", type(error).__name__, error, exc_info=error if trace else None
+        )
+    data = encode_error(error)
+    body = dumps(
+        {key: printable(value) if isinstance(value, str) else value for key, value in data.items()}
+    )
+    headers = [(b"www-authenticate", b'Bearer realm="virtjobd"')] if status == 401 else []
+    return status, body, headers
+
+
+def error_response(error: VirtError) -> Response:
+    """`error_answer` as a response object (for FastAPI's exception handlers)."""
+    status, body, headers = error_answer(error)
+    response = Response(body, status_code=status, media_type="application/json")
+    for name, value in headers:
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: Headers = ()) -> None:
+    """Send a whole JSON answer over plain ASGI."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(body)).encode()), JSON_TYPE, *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: VirtError) -> None:
+    """Send `error_answer(error)` over plain ASGI."""
+    status, body, headers = error_answer(error)
+    await send_json(send, status, body, headers)
+
+
+def unexpected(exc: BaseException) -> InternalError:
+    """The error that answers an exception no handler expected (a bug); `exc` is its cause,
+    so `error_answer` logs its traceback."""
+    error = InternalError(
+        f"virtjobd failed unexpectedly ({type(exc).__name__}: {exc}); this is a bug, see the"
+        f" daemon's log"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def auth_refused(authorization: bytes | None) -> AuthError:
+    """The error for a request without the right bearer token."""
+    what = "no bearer token" if authorization is None else "a wrong bearer token"
+    return AuthError(
+        f"virtjobd refused the request: it carries {what}; give the daemon's token with"
+        f" $VIRTJOB_TOKEN or ?token_file= in the connection URI"
+    )
