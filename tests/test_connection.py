@@ -28,3 +28,13 @@ def test_open_refuses_a_uri_that_is_not_a_string() -> None:
     """virtjob.open(5) says a URI is a string and shows one."""
     with pytest.raises(virtjob.InvalidArgError, match="test:///default"):
         virtjob.open(5)  # type: ignore[arg-type]
+
+
+def test_refusals_keep_the_error_behind_them_as_their_cause(conn: virtjob.Connection) -> None:
+    """A malformed URI keeps urllib's complaint, undecodable XML the codec's (as `__cause__`)."""
+    with pytest.raises(virtjob.InvalidArgError, match="malformed") as uri:
+        virtjob.open("test://host:99999/default")
+    assert isinstance(uri.value.__cause__, ValueError)
+    with pytest.raises(virtjob.InvalidArgError, match="not valid UTF-8") as xml:
+        conn.create_domain_job(b"<domain>\xff</domain>")  # type: ignore[arg-type]
+    assert isinstance(xml.value.__cause__, UnicodeDecodeError)

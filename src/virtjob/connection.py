@@ -192,7 +192,7 @@ def _xml(value: str | bytes) -> str:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidArgError(f"XML document is not valid UTF-8: {exc}") from None
+            raise InvalidArgError(f"XML document is not valid UTF-8: {exc}") from exc
     if not isinstance(value, str):
         raise InvalidArgError(f"expected an XML document as a string, got {type(value).__name__}")
     return value

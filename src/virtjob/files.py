@@ -137,7 +137,10 @@ def _same_file(fd: int, dir_fd: int, name: str) -> bool:
 
 
 class _InTheWay(Exception):
-    """Something other than a regular file (`mode`) is at a partial file's name."""
+    """Something other than a regular file (`mode`) is at a partial file's name.
+
+    An internal signal: its catcher raises the `VirtError` it stands for ``from None``, since
+    that message says all it knows."""
 
     def __init__(self, mode: int) -> None:
         super().__init__(mode)
@@ -307,7 +310,10 @@ class _WalkError(Exception):
 
 
 class _ExcludedError(Exception):
-    """The walk reached the excluded directory `excluded`, by the path `at`."""
+    """The walk reached the excluded directory `excluded`, by the path `at`.
+
+    An internal signal: its catcher raises the `VirtError` it stands for ``from None``, since
+    that message says all it knows."""
 
     def __init__(self, at: str, excluded: str) -> None:
         super().__init__(at, excluded)
@@ -533,7 +539,7 @@ class Target:
                     removed = _remove_if_unlocked(self.dir_fd, self.partial)
                 except _InTheWay as exc:
                     raise self._in_the_way(exc.mode) from None
-                if removed is False:
+                if removed is False:  # the FileExistsError is how we learnt it: no cause
                     raise self._busy() from None
                 if removed:
                     _log_removed(os.path.join(self.directory, self.partial))

@@ -75,7 +75,7 @@ def parse_uri(text: str) -> ConnectURI:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise InvalidArgError(f"connection URI {text!r} is malformed: {exc}") from None
+        raise InvalidArgError(f"connection URI {text!r} is malformed: {exc}") from exc
     match = _SCHEME.match(parts.scheme)
     if match is None:
         raise InvalidArgError(f"connection URI {text!r} has a bad scheme: {example}")
@@ -108,7 +108,7 @@ def parse_uri(text: str) -> ConnectURI:
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
-        raise InvalidArgError(f"connection URI {text!r} has a malformed query: {exc}") from None
+        raise InvalidArgError(f"connection URI {text!r} has a malformed query: {exc}") from exc
     params: dict[str, str] = {}
     for key, value in pairs:
         if key in params:

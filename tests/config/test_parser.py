@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 from tests.config import expect_xml_error, position_of
 from virtjob.config import (
@@ -256,3 +257,25 @@ def test_position_uses_the_prefix_of_namespaced_tags() -> None:
     where = position_of(text, "<q:arg/>")
     assert where == (3, 37)
     expect_xml_error(parse_domain_xml, text, where, "<q:arg> has no value=")
+
+
+# --- root causes ------------------------------------------------------------------------------
+
+
+def test_errors_keep_the_parse_error_behind_them_as_their_cause() -> None:
+    """A refusal keeps what it was found by: lxml's syntax error, the codec error, the UUID
+    or address error, the check that refused a value (for a developer reading a traceback)."""
+    with pytest.raises(XMLError) as malformed:
+        parse_domain_xml("<domain><name>vm1</name>")
+    assert isinstance(malformed.value.__cause__, etree.XMLSyntaxError)
+    with pytest.raises(XMLError) as undecodable:
+        parse_domain_xml(MINIMAL.replace("vm1", "vm\xe9").encode("latin-1"))
+    assert isinstance(undecodable.value.__cause__, UnicodeDecodeError)
+    with pytest.raises(XMLError) as bad_uuid:
+        parse_domain_xml(MINIMAL.replace("</domain>", "<uuid>nope</uuid></domain>"))
+    assert isinstance(bad_uuid.value.__cause__, ValueError)
+    with pytest.raises(XMLError, match="is not an IPv4 address") as bad_address:
+        parse_network_xml("<network><name>n</name><ip address='10.0.0.256'/></network>")
+    cause = bad_address.value.__cause__
+    assert isinstance(cause, ValueError)  # the check that refused it, itself caused by
+    assert "256" in str(cause.__cause__)  # ipaddress's own complaint about the octet

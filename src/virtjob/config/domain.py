@@ -86,7 +86,7 @@ def _guarded(check: Callable[[], None]) -> None:
     try:
         check()
     except InvalidValue as exc:
-        raise InvalidArgError(str(exc)) from None
+        raise InvalidArgError(str(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)

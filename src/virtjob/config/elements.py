@@ -34,9 +34,9 @@ def read_uuid(document: Document, parent: etree._Element) -> uuid.UUID:
     text = stripped_text(element)
     try:
         return uuid.UUID(text)
-    except ValueError:
+    except ValueError as exc:
         raise document.error(
             element,
             f"<uuid> {text!r} is not a UUID; write 32 hex digits like "
             "'c7a5fdbd-edaf-9455-926a-d65c16db1809', or leave <uuid> out to get a new one",
-        ) from None
+        ) from exc

@@ -98,7 +98,7 @@ class DhcpRange:
             if ipaddress.IPv4Address(start) > ipaddress.IPv4Address(end):
                 raise InvalidValue(f"DhcpRange start {start!r} comes after end {end!r}; swap them")
         except InvalidValue as exc:
-            raise InvalidArgError(str(exc)) from None
+            raise InvalidArgError(str(exc)) from exc
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "end", end)
 
@@ -126,7 +126,7 @@ class NetworkConfig:
         try:
             self._check()
         except InvalidValue as exc:
-            raise InvalidArgError(str(exc)) from None
+            raise InvalidArgError(str(exc)) from exc
 
     def _check(self) -> None:
         check_name(self.name, "NetworkConfig.name")

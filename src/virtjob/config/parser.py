@@ -60,7 +60,7 @@ def _decode(data: str | bytes) -> tuple[str, bytes]:
                 "a character; fix how the document was decoded",
                 line,
                 column,
-            ) from None
+            ) from exc
         if len(encoded) > MAX_DOCUMENT_SIZE:
             prefix = encoded[:MAX_DOCUMENT_SIZE].decode("utf-8", "ignore")
             raise _too_large(len(encoded), prefix)
@@ -82,7 +82,7 @@ def _decode(data: str | bytes) -> tuple[str, bytes]:
             f"byte 0x{raw[exc.start]:02x} is not valid UTF-8; save the document as UTF-8",
             line,
             column,
-        ) from None
+        ) from exc
     return text, text.encode("utf-8")
 
 
@@ -147,7 +147,7 @@ def parse_document(data: str | bytes, root_tag: str) -> Document:
             f"malformed XML: {reason}; fix the document so it is well-formed XML",
             max(line, 1),
             max(column, 1),
-        ) from None
+        ) from exc
     doctype: str = getattr(root.getroottree().docinfo, "doctype", "")
     if doctype:
         raise xml_error("a <!DOCTYPE> declaration is not allowed; remove it", 1, 1)
@@ -228,4 +228,4 @@ class Document:
         try:
             return checker()
         except (InvalidValue, InvalidArgError) as exc:
-            raise self.error(element, str(exc), attribute) from None
+            raise self.error(element, str(exc), attribute) from exc

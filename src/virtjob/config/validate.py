@@ -166,10 +166,10 @@ def check_ipv4(value: str, what: str) -> str:
     """Check a dotted-quad IPv4 address and return its canonical text; raises `InvalidValue`."""
     try:
         return str(ipaddress.IPv4Address(value))
-    except (ipaddress.AddressValueError, ValueError):
+    except ValueError as exc:  # ipaddress.AddressValueError says which part is wrong
         raise InvalidValue(
             f"{what} {value!r} is not an IPv4 address; write it like '192.168.122.1'"
-        ) from None
+        ) from exc
 
 
 def check_netmask(value: str, what: str) -> str:

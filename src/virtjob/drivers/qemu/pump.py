@@ -136,7 +136,7 @@ class SourceToPipe(Pump):
                     written = os.write(self.fd, view)
                 except BlockingIOError:
                     continue
-                except BrokenPipeError:
+                except BrokenPipeError:  # the same errno, said plainly: no cause needed
                     raise OSError(errno.EPIPE, "QEMU stopped reading the stream") from None
                 view = view[written:]
                 self.moved += written

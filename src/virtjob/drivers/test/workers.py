@@ -256,7 +256,7 @@ def check_restore_file(reader: SaveFileReader) -> DomainConfig:
     except XMLError as exc:
         raise InvalidArgError(
             f"save file {reader.path} carries domain XML virtjob cannot use: {exc}"
-        ) from None
+        ) from exc
     limit = image_size(config)
     if reader.header.image_length > limit:
         raise InvalidArgError(
