@@ -22,7 +22,6 @@ from virtjob.drivers.test import workers
 from virtjob.drivers.test.host import TestDomain, TestHost, TestNetwork, discard_host
 from virtjob.errors import OperationInvalidError
 from virtjob.jobs import Job, JobKind
-from virtjob.savefile import SaveFileReader, check_target
 
 CAPABILITIES = Capabilities(
     driver="test", job_kinds=frozenset(JobKind), networks=True, hypervisor="test"
@@ -224,6 +223,9 @@ class TestDriver:
 
     def save_domain_job(self, ref: DomainRef, path: str) -> Job:
         """Save a running domain to `path` in the background."""
+        # Here, not at the top: a command that writes no file loads no save-file machinery.
+        from virtjob.savefile import check_target
+
         with self.host.lock:  # a busy domain is refused first: that refusal names its job
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"save domain {ref.name!r}")
@@ -240,6 +242,8 @@ class TestDriver:
 
     def restore_domain_job(self, path: str) -> Job:
         """Check the save file at `path` and restore its domain in the background."""
+        from virtjob.savefile import SaveFileReader
+
         with SaveFileReader(path, workers.DRIVER_NAME, confinement=self.host.confinement) as reader:
             config = workers.check_restore_file(reader)
             try:
@@ -262,6 +266,9 @@ class TestDriver:
 
     def dump_core_job(self, ref: DomainRef, path: str) -> Job:
         """Dump an active domain's memory to `path` in the background."""
+        # Here, not at the top: a command that writes no file loads no save-file machinery.
+        from virtjob.savefile import check_target
+
         with self.host.lock:  # a busy domain is refused first: that refusal names its job
             domain = self.host.domain(ref)
             self._refuse_if_busy(domain_key(ref.name), f"dump domain {ref.name!r}")

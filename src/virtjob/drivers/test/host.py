@@ -13,7 +13,6 @@ virtjob) is kept as it is, bounded by `image_size`.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import threading
@@ -93,6 +92,8 @@ def expand(seed: bytes, start: int, end: int) -> bytes:
     per `BLOCK`-byte block, keyed by the block's index)."""
     if start >= end:
         return b""
+    import hashlib  # here: OpenSSL's start-up is paid by a save or dump, not every connection
+
     first, last = start // BLOCK, (end - 1) // BLOCK
     blocks = b"".join(
         hashlib.shake_128(seed + index.to_bytes(8, "little")).digest(BLOCK)

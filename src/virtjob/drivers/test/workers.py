@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from virtjob.config import DomainConfig, NetworkConfig, format_domain_xml, parse_domain_xml
 from virtjob.drivers import objects
@@ -25,7 +26,11 @@ from virtjob.drivers.test.host import (
 )
 from virtjob.errors import InvalidArgError, OperationInvalidError, XMLError
 from virtjob.jobs import JobContext
-from virtjob.savefile import AtomicFile, SaveFileReader, SaveFileWriter
+
+if TYPE_CHECKING:
+    # Imported where a save, dump or restore runs: the save file's machinery (hashlib,
+    # ctypes, the file-target locks) is not loaded by a command that writes no file.
+    from virtjob.savefile import SaveFileReader
 
 DRIVER_NAME = "test"
 TICK = 0.05
@@ -126,6 +131,8 @@ def save_domain(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
     """
 
     def work(ctx: JobContext) -> None:
+        from virtjob.savefile import SaveFileWriter
+
         with host.lock:
             config = _active(host, ref, "save").config
         # The target is opened (and refused if it is no longer fit) before the guest pauses.
@@ -175,6 +182,8 @@ def dump_core(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
             image, config = domain.image, domain.config
         xml = format_domain_xml(config).encode("utf-8")
         what = f"a core dump of domain {ref.name!r}"
+        from virtjob.savefile import AtomicFile
+
         with AtomicFile(path, what=what, confinement=host.confinement) as out:
             out.write(CORE_MAGIC + struct.pack("<I", len(xml)) + xml)
             total = config.current_memory
@@ -198,6 +207,8 @@ def restore_domain(host: TestHost, path: str, config: DomainConfig, rate: int) -
     """
 
     def work(ctx: JobContext) -> DomainRef | None:
+        from virtjob.savefile import SaveFileReader
+
         with SaveFileReader(path, DRIVER_NAME, confinement=host.confinement) as reader:
             if check_restore_file(reader) != config:
                 raise InvalidArgError(f"save file {path} changed while the restore was queued")
