@@ -2,7 +2,8 @@
 
 - ``daemon.info_1``: `Job.info()` calls per second through the remote driver from one client
   vs the same ``GET /v1/jobs/{id}`` sent by a minimal raw-socket HTTP/1.1 client (the server's
-  own ceiling: what is left is client-side cost, mostly httpcore and its pure-Python h11).
+  own ceiling: what is left is client-side cost: building the httpx request and response,
+  the remote driver's transport, decoding the JSON and the `JobInfo`).
 - ``daemon.info_8``: the same from 8 client threads, each with its own connection.
 - ``daemon.event_latency``: delay from a progress update in the daemon to the client's
   `Job.watch()` (the event's wall time is the job's recorded start + its elapsed, both on the
@@ -183,14 +184,11 @@ def info_8(cfg: Config) -> Iterator[Pair]:
 def event_latency(cfg: Config) -> Iterator[Pair]:
     """Milliseconds from a progress update to the client seeing it."""
     import virtjob
-    from virtjob.drivers.remote import RemoteDriver
     from virtjob.jobs import JobContext, JobKind, LocalJobDriver
 
     seconds = cfg.pick(2.0, 0.4)
     with _daemon() as (sock, files):
         conn = virtjob.open(f"test+unix:///lat?socket={sock}&rate={int((512 << 20) / seconds)}")
-        driver = conn.driver
-        assert isinstance(driver, RemoteDriver)
         local = LocalJobDriver(2)
 
         def ours() -> list[float]:
@@ -200,7 +198,7 @@ def event_latency(cfg: Config) -> Iterator[Pair]:
             for info in job.watch(0.0):
                 now = time.time()
                 if start_wall is None:
-                    start_wall = driver.jobs.fetch(job.id).started
+                    start_wall = job.document().started
                     if start_wall is None:
                         continue
                 if info.state is virtjob.JobState.RUNNING:

@@ -1,11 +1,14 @@
 """Every public job method, and the domain and network operations, through the remote driver.
 
-All against a real virtjobd (see tests/daemon/conftest.py); the `Job` class is the same one
-local jobs use, driven by `RemoteJobDriver`.
+All against a real virtjobd (see tests/daemon/conftest.py), but for one moment a daemon will
+not produce on demand (a scripted one); the `Job` class is the same one local jobs use, driven
+by `RemoteJobDriver`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 
@@ -13,8 +16,14 @@ import pytest
 
 import virtjob
 from tests.daemon.conftest import SAFETY, DaemonProcess
+from tests.drivers.remote.conftest import Serve
+from tests.drivers.remote.rawserver import Peer
 from virtjob import JobKind, JobState
-from virtjob.drivers.remote import RemoteDriver
+from virtjob.api import JobDocument, encode_job
+from virtjob.drivers.remote import RemoteDriver, RemoteJobDriver
+from virtjob.drivers.remote.transport import Transport
+from virtjob.jobs import JobInfo
+from virtjob.uri import parse_uri
 
 NEW_DOMAIN = """<domain type='test'>
   <name>{name}</name>
@@ -265,3 +274,41 @@ def test_a_closed_connection_refuses_like_a_local_one(conn: virtjob.Connection) 
     for call in (job.info, job.cancel, lambda: job.wait(1), net.is_active, conn.list_domains):
         with pytest.raises(virtjob.OperationInvalidError, match="is closed; open a new one"):
             call()
+
+
+def test_closing_the_connection_stops_a_background_waiter_quietly(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A done-callback waiter whose long poll is cut by `close()` ends without a warning, an
+    error or a call (a scripted daemon holds the long poll until then)."""
+    running = JobDocument(
+        id="0123456789ab",
+        host="test:///default",
+        kind=JobKind.DOMAIN_SAVE,
+        subject="test",
+        info=JobInfo(JobState.RUNNING, True, 1.0, None, 10.0, None, None, False),
+    )
+    polling = threading.Event()
+
+    def daemon(peer: Peer) -> None:
+        while (request := peer.read_request()) is not None:
+            if b"/wait?" in request.line:
+                polling.set()
+                peer.wait_closed()
+                return
+            peer.answer("200 OK", json.dumps(encode_job(running)).encode())
+
+    server = serve(daemon)
+    transport = Transport(parse_uri(server.uri()))
+    jobs = RemoteJobDriver(transport)
+    called: list[bool] = []
+    with caplog.at_level(logging.DEBUG, logger="virtjob"):
+        jobs.job_add_done_callback(running.id, lambda: called.append(True))
+        assert polling.wait(SAFETY)
+        (waiter,) = [t for t in threading.enumerate() if t.name.endswith(running.id)]
+        jobs.close()
+        transport.close()
+        waiter.join(SAFETY)
+    assert not waiter.is_alive()
+    assert called == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

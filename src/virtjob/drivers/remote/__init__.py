@@ -5,8 +5,10 @@
 virtjobd. The bearer token comes from ``?token_file=`` or ``$VIRTJOB_TOKEN``. Jobs are the
 ordinary `virtjob.jobs.Job` handles, driven by `RemoteJobDriver`.
 
-Modules: `transport` (HTTP and error mapping), `driver` (the `Driver` protocol), `jobs` (the
-`JobDriver` protocol), `wire` (the JSON shapes, shared with the daemon).
+Modules: `http11` (a keep-alive HTTP/1.1 transport for httpx), `transport` (requests to one
+daemon, retries and error mapping), `driver` (the `Driver` protocol), `jobs` (the `JobDriver`
+protocol). What crosses the wire is `virtjob.api`'s, shared with the daemon; nothing here
+imports `virtjob.daemon`.
 """
 
 from __future__ import annotations

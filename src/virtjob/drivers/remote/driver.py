@@ -5,13 +5,17 @@
 under ``/v1/hosts/DRIVER/PATH``. URI parameters other than ``socket``, ``token_file`` and
 ``ca_file`` are the hosted driver's (``?rate=`` for the test driver) and travel with every
 request. Domains and networks are addressed by UUID, so a ref always means the object it was
-made for.
+made for. Each method sends the route `virtjob.api.routes.HOST_ROUTES` lists under its own name
+(``self._send("domain_info", ...)``), and decodes the answer with `virtjob.api`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from virtjob.api import objects
+from virtjob.api.document import decode_job
+from virtjob.api.routes import HOST_ROUTES, host_base
 from virtjob.drivers.base import (
     Capabilities,
     Confinement,
@@ -24,9 +28,8 @@ from virtjob.errors import InvalidArgError, NoJobError, NoSupportError
 from virtjob.jobs import Job
 from virtjob.uri import ConnectURI
 
-from . import wire
 from .jobs import RemoteJobDriver
-from .transport import TRANSPORT_PARAMS, Transport, quote_segment
+from .transport import TRANSPORT_PARAMS, Json, Transport
 
 
 class RemoteDriver:
@@ -34,7 +37,8 @@ class RemoteDriver:
 
     Opening it asks the daemon for the host's capabilities, so an unreachable daemon
     (`ConnectError`), a refused token (`AuthError`) or an unknown driver (`NoSupportError`)
-    shows at once. Every method raises what the daemon answered.
+    shows at once. Every method sends the request `virtjob.api.routes.HOST_ROUTES` names for
+    it, and raises what the daemon answered.
     """
 
     def __init__(self, uri: ConnectURI) -> None:
@@ -46,29 +50,32 @@ class RemoteDriver:
         self.uri = str(uri)
         self.host = uri.local_uri
         self._params = {k: v for k, v in uri.params.items() if k not in TRANSPORT_PARAMS}
-        self._base = (
-            f"{wire.API_PREFIX}/hosts/{quote_segment(uri.driver)}/{quote_segment(instance)}"
-        )
+        self._base = host_base(uri.driver, instance)
         self._transport = Transport(uri)
         self.jobs = RemoteJobDriver(self._transport)
         try:
-            self._transport.probe()
-            self._capabilities = wire.capabilities_from_dict(self._call("GET", "")["capabilities"])
+            answer = self._send("capabilities")
+            if not isinstance(answer, dict) or "capabilities" not in answer:
+                raise objects.malformed("host", answer, KeyError("capabilities"))
+            self._capabilities = objects.decode_capabilities(answer["capabilities"])
         except BaseException:
             self._transport.close()
             raise
 
-    def _call(self, method: str, path: str, body: wire.Json | None = None) -> Any:
+    def _send(self, operation: str, key: str | None = None, body: Json | None = None) -> Any:
+        """Send the route of `operation` (a `Driver` method name) for object `key`."""
+        route = HOST_ROUTES[operation]
+        path = route.path if key is None else route.path_for(key=key)
         return self._transport.call(
-            method, self._base + path, body=body, params=self._params or None
+            route.method, self._base + path, body=body, params=self._params or None
         )
 
-    def _job(self, path: str, body: wire.Json | None = None) -> Job:
-        return self.jobs.handle(wire.job_from_dict(self._call("POST", path, body)))
+    def _job(self, operation: str, key: str | None = None, body: Json | None = None) -> Job:
+        return self.jobs.handle(decode_job(self._send(operation, key, body)))
 
     @staticmethod
     def _key(ref: DomainRef | NetworkRef) -> str:
-        return quote_segment(str(ref.uuid))
+        return str(ref.uuid)
 
     def close(self) -> None:
         """Close the connection to the daemon (the host and its jobs live on there)."""
@@ -90,121 +97,136 @@ class RemoteDriver:
 
     def list_domains(self) -> list[DomainRef]:
         """Every domain of the host."""
-        return [wire.domain_ref_from_dict(item) for item in self._call("GET", "/domains")]
+        return [objects.decode_domain_ref(item) for item in _list(self._send("list_domains"))]
 
     def lookup_domain(self, key: str) -> DomainRef:
         """The domain named `key` or with UUID `key`."""
-        info = wire.domain_info_from_dict(self._call("GET", f"/domains/{quote_segment(key)}"))
+        info = objects.decode_domain_info(self._send("lookup_domain", key))
         return DomainRef(info.name, info.uuid)
 
     def define_domain(self, xml: str) -> DomainRef:
         """Define a domain from XML."""
-        return wire.domain_ref_from_dict(self._call("POST", "/domains", {"xml": xml}))
+        return objects.decode_domain_ref(self._send("define_domain", body={"xml": xml}))
 
     def undefine_domain(self, ref: DomainRef) -> None:
         """Undefine the domain."""
-        self._call("DELETE", f"/domains/{self._key(ref)}")
+        self._send("undefine_domain", self._key(ref))
 
     def domain_info(self, ref: DomainRef) -> DomainInfo:
         """A snapshot of the domain."""
-        return wire.domain_info_from_dict(self._call("GET", f"/domains/{self._key(ref)}"))
+        return objects.decode_domain_info(self._send("domain_info", self._key(ref)))
 
     def domain_xml(self, ref: DomainRef) -> str:
         """The domain's XML."""
-        return str(self._call("GET", f"/domains/{self._key(ref)}/xml")["xml"])
+        return _xml(self._send("domain_xml", self._key(ref)))
 
     def domain_destroy(self, ref: DomainRef) -> None:
         """Stop the domain at once."""
-        self._call("POST", f"/domains/{self._key(ref)}/destroy")
+        self._send("domain_destroy", self._key(ref))
 
     def domain_shutdown(self, ref: DomainRef, force_after: float | None = None) -> None:
         """Ask the guest to shut down; with `force_after`, the daemon forces it off if it still
         runs that many seconds later. The daemon answers at once."""
         body = None if force_after is None else {"force_after": force_after}
-        self._call("POST", f"/domains/{self._key(ref)}/shutdown", body=body)
+        self._send("domain_shutdown", self._key(ref), body)
 
     def domain_suspend(self, ref: DomainRef) -> None:
         """Pause the domain."""
-        self._call("POST", f"/domains/{self._key(ref)}/suspend")
+        self._send("domain_suspend", self._key(ref))
 
     def domain_resume(self, ref: DomainRef) -> None:
         """Resume the domain."""
-        self._call("POST", f"/domains/{self._key(ref)}/resume")
+        self._send("domain_resume", self._key(ref))
 
     def create_domain_job(self, xml: str) -> Job:
         """Job: create and boot a transient domain."""
-        return self._job("/domains/create", {"xml": xml})
+        return self._job("create_domain_job", body={"xml": xml})
 
     def start_domain_job(self, ref: DomainRef) -> Job:
         """Job: boot a defined domain."""
-        return self._job(f"/domains/{self._key(ref)}/start")
+        return self._job("start_domain_job", self._key(ref))
 
     def save_domain_job(self, ref: DomainRef, path: str) -> Job:
         """Job: save the domain to `path` (a path on the daemon's machine)."""
-        return self._job(f"/domains/{self._key(ref)}/save", {"path": path})
+        return self._job("save_domain_job", self._key(ref), {"path": path})
 
     def restore_domain_job(self, path: str) -> Job:
         """Job: restore the domain saved at `path` (on the daemon's machine)."""
-        return self._job("/domains/restore", {"path": path})
+        return self._job("restore_domain_job", body={"path": path})
 
     def dump_core_job(self, ref: DomainRef, path: str) -> Job:
         """Job: dump the domain's memory to `path` (on the daemon's machine)."""
-        return self._job(f"/domains/{self._key(ref)}/dump-core", {"path": path})
+        return self._job("dump_core_job", self._key(ref), {"path": path})
 
     # -- networks -----------------------------------------------------------------------------
 
     def list_networks(self) -> list[NetworkRef]:
         """Every network of the host."""
-        return [wire.network_ref_from_dict(item) for item in self._call("GET", "/networks")]
+        return [objects.decode_network_ref(item) for item in _list(self._send("list_networks"))]
 
     def lookup_network(self, key: str) -> NetworkRef:
         """The network named `key` or with UUID `key`."""
-        info = wire.network_info_from_dict(self._call("GET", f"/networks/{quote_segment(key)}"))
+        info = objects.decode_network_info(self._send("lookup_network", key))
         return NetworkRef(info.name, info.uuid)
 
     def define_network(self, xml: str) -> NetworkRef:
         """Define a network from XML."""
-        return wire.network_ref_from_dict(self._call("POST", "/networks", {"xml": xml}))
+        return objects.decode_network_ref(self._send("define_network", body={"xml": xml}))
 
     def undefine_network(self, ref: NetworkRef) -> None:
         """Undefine the network."""
-        self._call("DELETE", f"/networks/{self._key(ref)}")
+        self._send("undefine_network", self._key(ref))
 
     def network_info(self, ref: NetworkRef) -> NetworkInfo:
         """A snapshot of the network."""
-        return wire.network_info_from_dict(self._call("GET", f"/networks/{self._key(ref)}"))
+        return objects.decode_network_info(self._send("network_info", self._key(ref)))
 
     def network_xml(self, ref: NetworkRef) -> str:
         """The network's XML."""
-        return str(self._call("GET", f"/networks/{self._key(ref)}/xml")["xml"])
+        return _xml(self._send("network_xml", self._key(ref)))
 
     def network_destroy(self, ref: NetworkRef) -> None:
         """Stop the network."""
-        self._call("POST", f"/networks/{self._key(ref)}/destroy")
+        self._send("network_destroy", self._key(ref))
 
     def create_network_job(self, xml: str) -> Job:
         """Job: create and start a transient network."""
-        return self._job("/networks/create", {"xml": xml})
+        return self._job("create_network_job", body={"xml": xml})
 
     def start_network_job(self, ref: NetworkRef) -> Job:
         """Job: start a defined network."""
-        return self._job(f"/networks/{self._key(ref)}/start")
+        return self._job("start_network_job", self._key(ref))
 
     # -- jobs ---------------------------------------------------------------------------------
 
     def list_jobs(self) -> list[Job]:
         """Every job of the host the daemon knows, oldest first (history included)."""
-        return [self.jobs.handle(wire.job_from_dict(item)) for item in self._call("GET", "/jobs")]
+        return [self.jobs.handle(decode_job(item)) for item in _list(self._send("list_jobs"))]
 
     def lookup_job(self, job_id: str) -> Job:
-        """The job with that id on this host; `NoJobError` if none."""
-        view = self.jobs.fetch(job_id)
-        if view.host != self.host:
+        """The job with that id on this host (``JOB_ROUTES["job_document"]``, then the
+        document's host is checked); `NoJobError` if none."""
+        document = self.jobs.job_document(job_id)
+        if document.host != self.host:
             raise NoJobError(
-                f"no job with id {job_id!r} on {self.host} (it belongs to {view.host});"
+                f"no job with id {job_id!r} on {self.host} (it belongs to {document.host});"
                 f" connect to that host to see it"
             )
-        return self.jobs.handle(view)
+        return self.jobs.handle(document)
 
     def __repr__(self) -> str:
         return f"<RemoteDriver {self.uri}>"
+
+
+def _list(answer: Any) -> list[Any]:
+    """`answer`, which must be a JSON list; `InternalError` if not."""
+    if not isinstance(answer, list):
+        raise objects.malformed("list", answer, TypeError("not a list"))
+    return answer
+
+
+def _xml(answer: Any) -> str:
+    """The ``xml`` of an ``{"xml": ...}`` answer; `InternalError` if it has none."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("xml"), str):
+        raise objects.malformed("XML answer", answer, KeyError("xml"))
+    return str(answer["xml"])

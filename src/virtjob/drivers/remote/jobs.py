@@ -1,8 +1,9 @@
 """`RemoteJobDriver`: the `JobDriver` protocol over virtjobd's job routes.
 
-The same `virtjob.jobs.Job` class serves remote jobs: each of its calls becomes one request.
+The same `virtjob.jobs.Job` class serves remote jobs: each of its calls becomes one request,
+the route `virtjob.api.routes.JOB_ROUTES` lists under the method's name:
 
-- `job_info` / `job_outcome`: ``GET /v1/jobs/{id}``;
+- `job_document`, `job_info`, `job_outcome`: ``GET /v1/jobs/{id}``, a `JobDocument`;
 - `job_wait`: long polls (``GET /v1/jobs/{id}/wait?timeout=``) of at most `POLL` seconds each;
 - `job_watch`: the server-sent-event stream ``GET /v1/jobs/{id}/events``, not a polling loop;
 - `job_add_done_callback`: at once if the job is final, else a background thread long-polls
@@ -27,11 +28,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+from virtjob.api.document import JobDocument, decode_info, decode_job
+from virtjob.api.routes import API_PREFIX, JOB_ROUTES
 from virtjob.errors import ConnectError, JobTimeoutError, NoJobError, VirtError
 from virtjob.jobs import Job, JobInfo, JobOutcome
 
-from . import wire
-from .transport import EventStream, Transport, quote_segment
+from .transport import EventStream, Transport
 
 log = logging.getLogger("virtjob.remote")
 
@@ -40,7 +42,7 @@ POLL = 30.0
 RETRY = 1.0
 """Seconds a done-callback waiter pauses before retrying after a connection failure."""
 ENDS_KEPT = 1024
-"""Final job views a driver remembers (see the module docs)."""
+"""Final job documents a driver remembers (see the module docs)."""
 
 
 class RemoteJobDriver:
@@ -50,7 +52,7 @@ class RemoteJobDriver:
         self._transport = transport
         self._lock = threading.Lock()
         self._callbacks: dict[str, list[Callable[[], None]]] = {}
-        self._ends: OrderedDict[str, wire.JobView] = OrderedDict()
+        self._ends: OrderedDict[str, JobDocument] = OrderedDict()
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -58,60 +60,61 @@ class RemoteJobDriver:
         self._closed.set()
 
     @staticmethod
-    def _path(job_id: str, action: str = "") -> str:
-        return f"{wire.API_PREFIX}/jobs/{quote_segment(job_id)}{action}"
+    def _path(operation: str, job_id: str) -> str:
+        """The path of `operation`'s route (a `JobDriver` method name) for job `job_id`."""
+        return API_PREFIX + JOB_ROUTES[operation].path_for(job_id=job_id)
 
-    def fetch(self, job_id: str) -> wire.JobView:
-        """The job's current view: ``GET /v1/jobs/{id}``. `NoJobError` if unknown.
+    def remember(self, document: JobDocument) -> JobDocument:
+        """Keep `document` if it shows the job's end (a final document never changes)."""
+        if document.info.state.terminal:
+            with self._lock:
+                self._ends[document.id] = document
+                self._ends.move_to_end(document.id)
+                while len(self._ends) > ENDS_KEPT:
+                    self._ends.popitem(last=False)
+        return document
+
+    def _seen_end(self, job_id: str, missing: NoJobError) -> JobDocument:
+        """The kept end of job `job_id`; raises `missing` (the daemon's answer) if none."""
+        with self._lock:
+            document = self._ends.get(job_id)
+        if document is None:
+            raise missing
+        return document
+
+    def handle(self, document: JobDocument) -> Job:
+        """A `Job` handle, driven by this driver, on the job `document` describes."""
+        return Job(self, document.id, document.kind, document.subject)
+
+    # -- the JobDriver protocol ---------------------------------------------------------------
+
+    def job_document(self, job_id: str) -> JobDocument:
+        """The daemon's document of the job. `NoJobError` if unknown.
 
         A job the daemon has let go after this client saw its end answers with that end.
         """
         try:
-            view = wire.job_from_dict(self._transport.get(self._path(job_id)))
+            answer = self._transport.call("GET", self._path("job_document", job_id))
         except NoJobError as exc:
             return self._seen_end(job_id, exc)
-        self._remember(view)
-        return view
-
-    def _remember(self, view: wire.JobView) -> wire.JobView:
-        """Keep `view` if it shows the job's end (a final view never changes)."""
-        if view.info.state.terminal:
-            with self._lock:
-                self._ends[view.id] = view
-                self._ends.move_to_end(view.id)
-                while len(self._ends) > ENDS_KEPT:
-                    self._ends.popitem(last=False)
-        return view
-
-    def _seen_end(self, job_id: str, missing: NoJobError) -> wire.JobView:
-        """The kept end of job `job_id`; raises `missing` (the daemon's answer) if none."""
-        with self._lock:
-            view = self._ends.get(job_id)
-        if view is None:
-            raise missing
-        return view
-
-    def handle(self, view: wire.JobView) -> Job:
-        """A `Job` handle, driven by this driver, on the job `view` describes."""
-        return Job(self, view.id, view.kind, view.subject)
-
-    # -- the JobDriver protocol ---------------------------------------------------------------
+        return self.remember(decode_job(answer))
 
     def job_info(self, job_id: str) -> JobInfo:
-        """A snapshot of the job's progress."""
+        """A snapshot of the job's progress (the ``info`` of its document, decoded alone: this
+        is the hot path of ``Job.info()``)."""
         try:
-            data = self._transport.get(self._path(job_id))
+            answer = self._transport.call("GET", self._path("job_info", job_id))
         except NoJobError as exc:
             return self._seen_end(job_id, exc).info
         try:
-            info = data["info"]
+            info = answer["info"]
         except (KeyError, TypeError):
-            return wire.job_from_dict(data).info  # raises the right malformed-payload error
-        return wire.info_from_dict(info)
+            return decode_job(answer).info  # raises the right malformed-document error
+        return decode_info(info)
 
     def job_cancel(self, job_id: str) -> None:
         """Ask the job to stop; returns at once."""
-        self._transport.call("POST", self._path(job_id, "/cancel"))
+        self._transport.call("POST", self._path("job_cancel", job_id))
 
     def job_wait(self, job_id: str, timeout: float | None) -> JobInfo:
         """Long-poll until the job is final; `JobTimeoutError` once `timeout` passes."""
@@ -121,36 +124,37 @@ class RemoteJobDriver:
             try:
                 answer = self._transport.call(
                     "GET",
-                    self._path(job_id, "/wait"),
+                    self._path("job_wait", job_id),
                     params={"timeout": round(left, 3)},
                     timeout=left + 10.0,
                 )
             except NoJobError as exc:
                 return self._seen_end(job_id, exc).info
-            view = self._remember(wire.job_from_dict(answer))
-            if view.info.state.terminal:
-                return view.info
+            document = self.remember(decode_job(answer))
+            if document.info.state.terminal:
+                return document.info
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeoutError(
-                    f"job {job_id} ({view.kind} of {view.subject!r}) is still {view.info.state}"
-                    f" after {timeout} s; it goes on: wait again or cancel it"
+                    f"job {job_id} ({document.kind} of {document.subject!r}) is still"
+                    f" {document.info.state} after {timeout} s; it goes on: wait again or"
+                    f" cancel it"
                 )
 
     def job_watch(self, job_id: str, interval: float) -> Iterator[JobInfo]:
         """Follow the job's event stream; `NoJobError` at once if it is unknown."""
         try:
-            stream = self._transport.events(self._path(job_id, "/events"), {"interval": interval})
+            stream = self._transport.events(self._path("job_watch", job_id), {"interval": interval})
         except NoJobError as exc:
             return iter([self._seen_end(job_id, exc).info])
         return _Watch(job_id, stream)
 
     def job_outcome(self, job_id: str) -> JobOutcome | None:
         """How the job ended, or None while it runs."""
-        return self.fetch(job_id).outcome
+        return self.job_document(job_id).outcome
 
     def job_add_done_callback(self, job_id: str, fn: Callable[[], None]) -> None:
         """Call `fn()` once the job is final: now, in this thread, if it already is."""
-        if self.fetch(job_id).info.state.terminal:
+        if self.job_document(job_id).info.state.terminal:
             fn()
             return
         with self._lock:
@@ -173,12 +177,13 @@ class RemoteJobDriver:
                 break
             except NoJobError:
                 break  # destroyed, so it had ended
-            except ConnectError as exc:
+            except VirtError as exc:
                 if self._closed.is_set():
-                    return
-                log.warning("waiting for job %s: %s; retrying", job_id, exc)
-                self._closed.wait(RETRY)
-            except VirtError:
+                    return  # the connection was closed under the long poll: nothing failed
+                if isinstance(exc, ConnectError):
+                    log.warning("waiting for job %s: %s; retrying", job_id, exc)
+                    self._closed.wait(RETRY)
+                    continue
                 log.exception("waiting for job %s failed; its done callbacks are dropped", job_id)
                 with self._lock:
                     self._callbacks.pop(job_id, None)
@@ -200,7 +205,7 @@ class RemoteJobDriver:
         """
         with self._lock:
             self._ends.pop(job_id, None)
-        self._transport.call("DELETE", self._path(job_id))
+        self._transport.call("DELETE", self._path("job_destroy", job_id))
 
 
 class _Watch:
@@ -228,7 +233,7 @@ class _Watch:
         except BaseException:
             self.close()
             raise
-        info = wire.info_from_dict(data)
+        info = decode_info(data)
         if info.state.terminal:
             self.close()
         return info

@@ -1,29 +1,32 @@
-"""`Transport`: HTTP to one virtjobd, over a unix socket, TCP or TLS, with errors mapped.
+"""`Transport`: requests to one virtjobd, over a unix socket, TCP or TLS, with errors mapped.
 
-Everything the remote driver sends goes through `Transport.call` (one JSON request and answer),
-`Transport.get` (the same for a plain GET, the hot path of ``Job.info()``) or
-`Transport.events` (a server-sent-event stream). A keep-alive `httpx.Client` is shared by
-every thread of the connection; `get` goes through a pool of httpcore, httpx's own transport
-layer, directly: for a GET without parameters or body, httpx's request building, URL merging
-and response model cost more than the daemon takes to answer (see docs/daemon.md,
-Performance). Failures come back as virtjob errors, the same whichever path a request took:
+Everything the remote driver sends goes through one path: `Transport.call` (one request and
+its JSON answer, the hot GET of ``Job.info()`` included) and `Transport.events` (a server-sent
+event stream) both build an `httpx.Request` and hand it to one `HTTP11Transport` (a keep-alive
+HTTP/1.1 transport over plain sockets, shared by every thread of the connection; http11.py says
+why it is not httpx's own). Requests are built directly, with prebuilt headers: httpx.Client's
+URL merging, cookies and auth would cost more than the daemon takes to answer. Failures come
+back as virtjob errors, from one mapping:
 
-- the daemon cannot be reached, or breaks the connection: `ConnectError`, naming the socket or
-  host and saying what to check;
+- the daemon cannot be reached, does not answer in time, or breaks the connection:
+  `ConnectError`, naming the socket or host and saying what to check;
 - 401: `AuthError`; any other error answer: the `VirtError` its ``code`` names
-  (`virtjob.errors.error_from_code`), message included.
+  (`virtjob.api.decode_error`), message included; an answer that is not what the API
+  promises: `InternalError`.
 
 **A keep-alive connection the daemon has closed is not an error.** The daemon may close a
 connection right after an answer (uvicorn does after a 500) or when it has been idle, and a
-request sent on it at that moment fails with a reset or an empty read. Such a request is sent
-again, on another connection, by both paths:
+request sent on it at that moment fails with a reset or an empty read (the pool drops an idle
+connection it sees closed, but the close can come just after that check). Such a request is
+sent again, on another connection:
 
 - a GET (safe to repeat) that failed because its connection broke is tried once more; further
   tries only while each fails on yet another reused connection that had been closed;
-- any other request (a POST may start a job) is sent again only when httpcore's trace shows
-  it went out on a *reused* connection that broke *before any answer*: virtjobd closes a
-  connection only when idle or right after an answer (never while it handles a request), so
-  that request was not read; a daemon that read it and died cannot take the retry either;
+- any other request (a POST may start a job) is sent again only when the transport's
+  `Attempt` shows it went out on a *reused* connection that broke *before any answer*:
+  virtjobd closes a connection only when idle or right after an answer (never while it handles
+  a request), so that request was not read; a daemon that read it and died cannot take the
+  retry either;
 - a timeout, a refused connection, or a connection that breaks after the answer began is
   never retried (for anything but a GET), and is reported as before.
 """
@@ -33,15 +36,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import ssl
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
-import httpcore
 import httpx
 
+from virtjob.api.errors import decode_error
+from virtjob.defaults import daemon_socket
 from virtjob.errors import (
     AuthError,
     ConnectError,
@@ -52,93 +55,37 @@ from virtjob.errors import (
 )
 from virtjob.uri import ConnectURI
 
-from . import wire
+from .http11 import ATTEMPT, Attempt, HTTP11Transport
 
 log = logging.getLogger("virtjob.remote")
 
+Json = dict[str, Any]
 TOKEN_ENV = "VIRTJOB_TOKEN"
-SOCKET_NAME = "virtjobd.sock"
 DEFAULT_PORTS = {"tcp": 16509, "tls": 16514}
 TRANSPORT_PARAMS = frozenset({"socket", "token_file", "ca_file"})
 """URI parameters the remote driver uses itself; the others go to the hosted driver."""
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
-MAX_CONNECTIONS = 64
-MAX_KEEPALIVE = 16
+MAX_IDLE = 16
+"""Idle keep-alive connections kept (one per client thread is what matters)."""
 KEEPALIVE_EXPIRY = 5.0
 """Seconds an idle keep-alive connection is kept (httpx's default; the daemon keeps 30)."""
-_HTTPCORE_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore.ProxyError,
-)
-"""What a request through httpcore raises when it fails (httpx maps the same to HTTPError)."""
-_TIMEOUTS = (httpx.TimeoutException, httpcore.TimeoutException)
-_CONNECT_TIMEOUTS = (httpx.ConnectTimeout, httpcore.ConnectTimeout)
-_DROPPED = (
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpcore.RemoteProtocolError,
-    httpcore.ReadError,
-    httpcore.WriteError,
-)
+STALE_RETRIES = MAX_IDLE
+"""Most retries of one request: every idle pooled connection may have been closed at once."""
+URLS_KEPT = 256
+"""Parsed request URLs a transport keeps (parsing one costs more than the rest of a request)."""
+_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 """How a request fails when the daemon closed or reset its connection (not a timeout)."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STALE_RETRIES = MAX_KEEPALIVE
-"""Most retries of one request: every idle pooled connection may have been closed at once."""
+_EMPTY = httpx.ByteStream(b"")
 
 
-class _Attempt:
-    """What one try of a request did, from httpcore's ``trace`` extension events."""
-
-    __slots__ = ("answered", "fresh", "sent")
-
-    def __init__(self) -> None:
-        self.fresh = False
-        self.sent = False
-        self.answered = False
-
-    def __call__(self, event: str, _info: dict[str, Any]) -> None:
-        if event.startswith("connection.connect_"):
-            self.fresh = True
-        elif event == "http11.send_request_headers.started":
-            self.sent = True
-        elif event == "http11.receive_response_headers.complete":
-            self.answered = True
-
-    @property
-    def stale(self) -> bool:
-        """True if it went out on a reused connection that broke before any answer."""
-        return self.sent and not self.fresh and not self.answered
-
-
-def _retry(method: str, exc: Exception, attempt: _Attempt | None, tries: int) -> _Attempt | None:
-    """The trace for one more try of a request that failed with `exc`, or None to give up.
-
-    `attempt` is the failed try's trace (None: it was not traced, a GET's first try), `tries`
-    how many tries were made.
-    """
-    if tries > STALE_RETRIES or isinstance(exc, _TIMEOUTS) or not isinstance(exc, _DROPPED):
-        return None
-    if attempt is None:
-        return _Attempt() if method in _SAFE_METHODS else None
-    return _Attempt() if attempt.stale else None
-
-
-def default_socket() -> str:
-    """The socket virtjobd listens on by default: ``$VIRTJOB_STATE_DIR/virtjobd.sock``."""
-    state = os.environ.get("VIRTJOB_STATE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".local", "share", "virtjob"
-    )
-    return os.path.join(state, SOCKET_NAME)
-
-
-def quote_segment(text: str) -> str:
-    """`text` escaped to be one path segment."""
-    return quote(text, safe="")
+def _may_retry(method: str, exc: httpx.HTTPError, attempt: Attempt, tries: int) -> bool:
+    """True if a request that failed with `exc` after `tries` tries is to be sent again (see
+    the module docs); `attempt` is what the transport saw of the failed try."""
+    if tries > STALE_RETRIES or not isinstance(exc, _DROPPED):
+        return False  # (a timeout is never one of _DROPPED)
+    return attempt.stale or (tries == 1 and method in _SAFE_METHODS)
 
 
 def _read_token(uri: ConnectURI) -> str | None:
@@ -149,106 +96,85 @@ def _read_token(uri: ConnectURI) -> str | None:
         with open(os.path.expanduser(path), encoding="utf-8") as handle:
             token = handle.read().strip()
     except OSError as exc:
-        raise InvalidArgError(f"cannot read token_file {path} of {uri}: {exc.strerror}") from None
+        raise InvalidArgError(f"cannot read token_file {path} of {uri}: {exc.strerror}") from exc
     if not token:
         raise InvalidArgError(f"token_file {path} of {uri} is empty")
     return token
 
 
+def _body(response: httpx.Response) -> bytes:
+    """All of `response`'s body, read from its stream (httpx's `read()` does the same with
+    decoders the daemon's plain answers do not need); the stream is closed afterwards."""
+    stream = response.stream
+    assert isinstance(stream, httpx.SyncByteStream)
+    try:
+        return b"".join(stream)
+    finally:
+        stream.close()
+
+
 class Transport:
-    """An HTTP client of one virtjobd. Thread-safe; `close()` releases its connections.
+    """Requests to one virtjobd. Thread-safe; `close()` releases its connections.
 
     Raises `InvalidArgError` for unusable URI parameters (unreadable token or CA file).
     """
 
     def __init__(self, uri: ConnectURI) -> None:
         self.uri = uri
-        headers = {"accept": "application/json"}
         token = _read_token(uri)
-        if token is not None:
-            headers["authorization"] = f"Bearer {token}"
         timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
-        limits = httpx.Limits(
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-        )
-        ssl_context: ssl.SSLContext | None = None
         if uri.transport == "unix":
             self.socket: str | None = os.path.abspath(
-                os.path.expanduser(uri.params.get("socket") or default_socket())
+                os.path.expanduser(uri.params.get("socket") or daemon_socket())
             )
             self.where = f"unix socket {self.socket}"
-            transport = httpx.HTTPTransport(uds=self.socket, limits=limits)
-            base = "http://virtjobd"
+            authority = "virtjobd"
+            self._http = HTTP11Transport(
+                uds=self.socket,
+                timeout=timeout,
+                max_idle=MAX_IDLE,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            )
         else:
             self.socket = None
             host = uri.host or "127.0.0.1"
             port = uri.port or DEFAULT_PORTS[uri.transport or "tcp"]
-            netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            self.where = f"{'https' if uri.transport == 'tls' else 'http'}://{netloc}"
-            verify: ssl.SSLContext | bool = True
+            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.where = f"{'https' if uri.transport == 'tls' else 'http'}://{authority}"
+            context: ssl.SSLContext | None = None
             if uri.transport == "tls":
                 ca_file = uri.params.get("ca_file")
                 try:
-                    verify = ssl.create_default_context(
+                    context = ssl.create_default_context(
                         cafile=os.path.expanduser(ca_file) if ca_file else None
                     )
                 except (OSError, ssl.SSLError) as exc:
-                    raise InvalidArgError(
-                        f"cannot load ca_file {ca_file} of {uri}: {exc}"
-                    ) from None
-                ssl_context = verify
-            transport = httpx.HTTPTransport(verify=verify, limits=limits)
-            base = self.where
-        self._client = httpx.Client(
-            base_url=base, headers=headers, timeout=timeout, transport=transport
-        )
-        # The fast path of `get`: the same origin, headers, limits and timeouts in httpcore.
-        origin = httpcore.URL(base)
-        self._scheme, self._host, self._port = origin.scheme, origin.host, origin.port
-        authority = base.partition("://")[2].encode()  # as httpx sends it, [v6]:port too
-        self._get_headers = [(b"host", authority)] + [
-            (name.encode(), value.encode()) for name, value in headers.items()
-        ]
-        self._get_extensions = {
-            "timeout": {
-                "connect": CONNECT_TIMEOUT,
-                "read": READ_TIMEOUT,
-                "write": READ_TIMEOUT,
-                "pool": READ_TIMEOUT,
-            }
-        }
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-            uds=self.socket,
-        )
+                    raise InvalidArgError(f"cannot load ca_file {ca_file} of {uri}: {exc}") from exc
+            self._http = HTTP11Transport(
+                host=host,
+                port=port,
+                ssl_context=context,
+                timeout=timeout,
+                max_idle=MAX_IDLE,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            )
+        self._origin = f"{'https' if uri.transport == 'tls' else 'http'}://{authority}"
+        common = [(b"host", authority.encode())]
+        if token is not None:
+            common.append((b"authorization", f"Bearer {token}".encode()))
+        json_answer = [*common, (b"accept", b"application/json")]
+        self._json_answer = json_answer
+        self._get_headers = httpx.Headers(json_answer)
+        self._empty_headers = httpx.Headers([*json_answer, (b"content-length", b"0")])
+        self._event_headers = httpx.Headers([*common, (b"accept", b"text/event-stream")])
+        self._timeouts = timeout.as_dict()
+        self._urls: dict[str, httpx.URL] = {}
         self._closed = False
 
-    def probe(self) -> None:
-        """Check that a unix socket accepts connections; `ConnectError` saying why if not.
-
-        (A failed connect through httpcore leaks its socket; this one is always closed.)
-        """
-        if self.socket is None:
-            return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(CONNECT_TIMEOUT)
-            sock.connect(self.socket)
-        except OSError as exc:
-            raise self._connect_error(httpx.ConnectError(str(exc))) from None
-        finally:
-            sock.close()
-
     def close(self) -> None:
-        """Close the connections to the daemon."""
+        """Close the connections to the daemon (a request under way fails)."""
         self._closed = True
-        self._client.close()
-        self._pool.close()
+        self._http.close()
 
     def _closed_error(self) -> OperationInvalidError:
         """What every call raises once the connection is closed (as `Connection.driver` does)."""
@@ -263,127 +189,116 @@ class Transport:
         method: str,
         path: str,
         *,
-        body: wire.Json | None = None,
+        body: Json | None = None,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON answer (None for 204).
 
-        Raises the `VirtError` the daemon answered with, `AuthError` on 401, `ConnectError`
-        when the daemon cannot be reached or the connection breaks.
+        `path` must be ASCII and already quoted (`virtjob.api.routes.quote_segment`);
+        `timeout` replaces the read timeout. Raises the `VirtError` the daemon answered with,
+        `AuthError` on 401, `ConnectError` when the daemon cannot be reached, does not answer
+        in time or breaks the connection, `OperationInvalidError` once closed.
         """
-        content = None
-        headers = None
-        if body is not None:
+        target = path if not params else f"{path}?{urlencode(params)}"
+        if body is None:
+            headers = self._get_headers if method in _SAFE_METHODS else self._empty_headers
+            stream = _EMPTY
+        else:
             content = json.dumps(body).encode()
-            headers = {"content-type": "application/json"}
-        # A GET is traced only when it is retried; anything else from its first try, to know
-        # whether it may be sent again (see the module docs).
-        attempt = None if method in _SAFE_METHODS else _Attempt()
-        tries = 1
-        while True:
+            headers = httpx.Headers(
+                [
+                    *self._json_answer,
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(content)),
+                ]
+            )
+            stream = httpx.ByteStream(content)
+        timeouts = self._timeouts if timeout is None else {**self._timeouts, "read": timeout}
+        response, content = self._send(method, target, headers, stream, timeouts, read=True)
+        return self._decode(method, target, response.status_code, content)
+
+    def events(self, path: str, params: dict[str, Any]) -> EventStream:
+        """Open a server-sent-event stream (no read timeout: events come when they come);
+        raises like `call` if it cannot be opened."""
+        target = f"{path}?{urlencode(params)}"
+        timeouts = {**self._timeouts, "read": None}
+        response, _ = self._send("GET", target, self._event_headers, _EMPTY, timeouts, read=False)
+        if response.status_code >= 400:
             try:
-                response = self._client.request(
-                    method,
-                    path,
-                    content=content,
-                    headers=headers,
-                    params=params,
-                    timeout=httpx.USE_CLIENT_DEFAULT
-                    if timeout is None
-                    else httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-                    extensions=None if attempt is None else {"trace": attempt},
-                )
+                content = _body(response)
             except httpx.HTTPError as exc:
-                attempt = _retry(method, exc, attempt, tries)
-                if attempt is None:
-                    raise self._connect_error(exc) from None
-                log.debug("%s %s: %s on a closed connection; sending it again", method, path, exc)
-                tries += 1
-                continue
-            except RuntimeError:  # the client was closed
-                raise self._closed_error() from None
-            return self._decode(method, path, response.status_code, response.content)
+                raise self._connect_error(exc) from exc
+            raise self._answer_error(response.status_code, content)
+        return EventStream(self, response)
 
-    def get(self, path: str) -> Any:
-        """``call("GET", path)`` (no parameters, default timeout), through httpcore directly.
-
-        `path` must be ASCII and already quoted (`quote_segment`). Raises like `call`.
-        """
+    def _send(
+        self,
+        method: str,
+        target: str,
+        headers: httpx.Headers,
+        stream: httpx.ByteStream,
+        timeouts: dict[str, float | None],
+        *,
+        read: bool,
+    ) -> tuple[httpx.Response, bytes]:
+        """The one way a request goes out: sent (again, as the module docs say) until it is
+        answered, then its answer and, if `read`, its whole body (else b"", to be streamed)."""
         if self._closed:
             raise self._closed_error()
-        url = httpcore.URL(
-            scheme=self._scheme, host=self._host, port=self._port, target=path.encode("ascii")
-        )
-        extensions: dict[str, Any] = self._get_extensions
+        url = self._urls.get(target)
+        if url is None:
+            if len(self._urls) >= URLS_KEPT:
+                self._urls.clear()
+            url = self._urls[target] = httpx.URL(self._origin + target)
         tries = 1
         while True:
+            attempt = Attempt()
+            request = httpx.Request(
+                method,
+                url,
+                headers=headers,
+                stream=stream,
+                extensions={"timeout": timeouts, ATTEMPT: attempt},
+            )
             try:
-                response = self._pool.request(
-                    b"GET", url, headers=self._get_headers, extensions=extensions
+                response = self._http.handle_request(request)
+                return response, _body(response) if read else b""
+            except httpx.HTTPError as exc:
+                if self._closed:
+                    raise self._closed_error() from exc
+                if not _may_retry(method, exc, attempt, tries):
+                    raise self._connect_error(exc) from exc
+                log.debug(
+                    "%s %s: %s on a %s connection; sending it again",
+                    method,
+                    target,
+                    exc,
+                    "reused" if attempt.reused else "new",
                 )
-            except _HTTPCORE_ERRORS as exc:
-                attempt = _retry("GET", exc, extensions.get("trace"), tries)
-                if attempt is None:
-                    raise self._connect_error(exc) from None
-                log.debug("GET %s: %s on a closed connection; sending it again", path, exc)
-                extensions = {**self._get_extensions, "trace": attempt}
                 tries += 1
-                continue
-            return self._decode("GET", path, response.status, response.content)
+            except RuntimeError as exc:  # the transport was closed
+                raise self._closed_error() from exc
 
-    def _decode(self, method: str, path: str, status: int, content: bytes) -> Any:
+    def _decode(self, method: str, target: str, status: int, content: bytes) -> Any:
         if status == 204:
             return None
         if status >= 400:
             raise self._answer_error(status, content)
         try:
             return json.loads(content)
-        except ValueError:
+        except ValueError as exc:
             raise InternalError(
-                f"virtjobd at {self.where} answered {method} {path} with something that is not"
-                f" JSON: {content[:200]!r}"
-            ) from None
-
-    def events(self, path: str, params: dict[str, Any]) -> EventStream:
-        """Open a server-sent-event stream; raises like `call` if it cannot be opened."""
-        attempt: _Attempt | None = None
-        tries = 1
-        while True:
-            request = self._client.build_request(
-                "GET",
-                path,
-                params=params,
-                headers={"accept": "text/event-stream"},
-                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-                extensions=None if attempt is None else {"trace": attempt},
-            )
-            try:
-                response = self._client.send(request, stream=True)
-                break
-            except httpx.HTTPError as exc:
-                attempt = _retry("GET", exc, attempt, tries)
-                if attempt is None:
-                    raise self._connect_error(exc) from None
-                tries += 1
-            except RuntimeError:
-                raise self._closed_error() from None
-        if response.status_code >= 400:
-            try:
-                content = response.read()
-            except httpx.HTTPError as exc:
-                raise self._connect_error(exc) from None
-            finally:
-                response.close()
-            raise self._answer_error(response.status_code, content)
-        return EventStream(self, response)
+                f"virtjobd at {self.where} answered {method} {target} with something that is"
+                f" not JSON: {content[:200]!r}"
+            ) from exc
 
     # -- errors -------------------------------------------------------------------------------
 
-    def _connect_error(self, exc: Exception) -> VirtError:
-        """The `ConnectError` for a failed request (an httpx or httpcore exception)."""
+    def _connect_error(self, exc: httpx.HTTPError) -> ConnectError:
+        """The `ConnectError` for a request that failed with `exc` (one of httpx's)."""
         reason = str(exc) or type(exc).__name__
-        if isinstance(exc, _TIMEOUTS) and not isinstance(exc, _CONNECT_TIMEOUTS):
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return ConnectError(
                 f"virtjobd at {self.where} did not answer in time ({reason}); check that it is"
                 f" not overloaded or stuck (its log says more)"
@@ -400,27 +315,33 @@ class Transport:
             )
         else:
             hint = "is virtjobd running and listening there (virtjobd --listen tcp:HOST:PORT)?"
-        return ConnectError(f"cannot reach virtjobd at {self.where}: {reason}; {hint}")
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return ConnectError(f"cannot reach virtjobd at {self.where}: {reason}; {hint}")
+        return ConnectError(f"the connection to virtjobd at {self.where} broke: {reason}; {hint}")
 
     def _answer_error(self, status: int, content: bytes) -> VirtError:
+        """The error an error answer (HTTP `status`, body `content`) stands for."""
         try:
             data = json.loads(content)
-            error = wire.error_from_dict(data) if isinstance(data, dict) else None
         except ValueError:
-            error = None
+            data = None
+        is_error = isinstance(data, dict) and "code" in data and "message" in data
         if status == 401:
-            message = error.message if error is not None else "authentication failed"
-            return AuthError(message)
-        if error is None:
+            return AuthError(str(data["message"]) if is_error else "authentication failed")
+        if not is_error:
             return InternalError(
                 f"virtjobd at {self.where} answered HTTP {status} without an error body:"
                 f" {content[:200]!r}"
             )
-        return error
+        return decode_error(data)
 
 
 class EventStream:
-    """The decoded ``data`` of each event of an open SSE response; `close()` when done."""
+    """The decoded ``data`` of each event of an open SSE response; `close()` when done.
+
+    Iterating raises `ConnectError` if the connection breaks, `InternalError` for an event
+    that is not JSON; it stops when the daemon ends the stream.
+    """
 
     def __init__(self, transport: Transport, response: httpx.Response) -> None:
         self._transport = transport
@@ -430,13 +351,13 @@ class EventStream:
     def __iter__(self) -> EventStream:
         return self
 
-    def __next__(self) -> wire.Json:
+    def __next__(self) -> Json:
         data: list[str] = []
         try:
             for line in self._lines:
                 if not line:
                     if data:
-                        decoded: wire.Json = json.loads("\n".join(data))
+                        decoded: Json = json.loads("\n".join(data))
                         return decoded
                     continue
                 if line.startswith("data:"):
@@ -444,10 +365,12 @@ class EventStream:
                 # other fields ("event:", "id:") and ": comments" carry nothing we need
         except httpx.HTTPError as exc:
             self.close()
-            raise self._transport._connect_error(exc) from None
+            if self._transport._closed:
+                raise self._transport._closed_error() from exc
+            raise self._transport._connect_error(exc) from exc
         except ValueError as exc:
             self.close()
-            raise InternalError(f"virtjobd sent a malformed event: {exc}") from None
+            raise InternalError(f"virtjobd sent a malformed event: {exc}") from exc
         self.close()
         raise StopIteration
 
