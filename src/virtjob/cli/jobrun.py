@@ -134,7 +134,7 @@ def _follow(
                 if pump.follower.final is not None:  # came as the job ended: too late to matter
                     return _finish(pump)
                 if not cancel:
-                    raise _detached(app, job) from None
+                    raise _detached(app, job) from exc  # which signal it was
                 signame = label_of(exc)
             else:
                 if info is None:
@@ -153,10 +153,10 @@ def _follow(
                 )
                 job.cancel()
                 final = pump.run(None)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 if pump.follower.final is not None:
                     return _finish(pump)
-                raise _detached(app, job) from None
+                raise _detached(app, job) from exc
             assert final is not None
             return final
     except OSError as exc:  # the display's last refresh, on a terminal that hung up
