@@ -2,7 +2,9 @@
 
 It knows nothing about virtualization; drivers use it and it never imports them.
 
-- `Job` is the handle a caller holds; `JobInfo` a snapshot of its progress.
+- `Job[T]` is the handle a caller holds, typed by its result; `JobInfo` a snapshot of its
+  progress. (Users hold `virtjob.Job`, its subclass outside the engine that also answers
+  `domain()` and `network()`.)
 - `JobContext` is what a worker holds: ``initialize``, ``update``/``update_rel``,
   ``cancel_requested``, ``finish_cancel``/``finish_success``/``finish_failed``.
 - `LocalJobDriver` runs workers on a bounded pool of threads; `JobDriver` is the protocol
