@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,25 @@ def test_definitions_an_older_daemon_recorded_for_qemu_are_dropped(
             store.close()
     finally:
         daemon.cleanup()
+
+
+def test_the_state_dir_option_beats_an_inherited_environment(tmp_path: Path) -> None:
+    """virtjobd used to hand its state directory to the QEMU driver through
+    ``$VIRTJOB_STATE_DIR``, set only when unset: an inherited value beat ``--state-dir``."""
+    inherited = tmp_path / "inherited"
+    inherited.mkdir()
+    daemon = DaemonProcess(env={"VIRTJOB_STATE_DIR": str(inherited)})
+    try:
+        daemon.start()
+        with _remote(daemon) as conn:
+            conn.define_domain(_xml("placed", uuid.uuid4()))
+            assert "placed" in {dom.name for dom in conn.list_domains()}
+        kept = [
+            os.path.join(directory, name)
+            for directory, _dirs, names in os.walk(os.path.join(daemon.state_dir, "qemu"))
+            for name in names
+        ]
+        assert any("placed" in path for path in kept), kept
+    finally:
+        daemon.cleanup()
+    assert list(inherited.iterdir()) == [], "nothing under the inherited state directory"

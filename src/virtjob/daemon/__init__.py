@@ -5,12 +5,16 @@ Modules, one job each:
 - `cli`: the ``virtjobd`` command line; `main` is the console entry point.
 - `server`: uvicorn on our own sockets, graceful shutdown on SIGTERM/SIGINT.
 - `listen`: creating the unix (0600) or loopback TCP socket.
-- `app`: the FastAPI routes; `models`: their pydantic request and response models.
-- `gate`: bearer-token check and body-size limit, in front of everything.
+- `app`: the FastAPI application; `routes`: its routes, one module per resource;
+  `models`: request bodies and the models documenting answers; `answers`: JSON answers and
+  the one way an error becomes one.
+- `gate`: bearer-token check, body-size limit and request log in front of everything, and
+  the plain routes.
 - `service`: the daemon's state; `hosts`: hosted drivers and the definitions hook;
   `recorder`: live and recorded jobs; `store`: SQLite persistence; `security`: paths, tokens.
 
-See docs/daemon.md for the API and its guarantees.
+What crosses the wire is `virtjob.api`'s (docs/api.md); the daemon never imports the remote
+driver. See docs/daemon.md for the daemon's guarantees.
 """
 
 from __future__ import annotations

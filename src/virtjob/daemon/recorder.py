@@ -376,11 +376,17 @@ class Recorder:
         now = time.monotonic()
         key = (info.state, info.bounded)
         if key != tracked.stored or now - tracked.stored_at >= SNAPSHOT_EVERY:
-            tracked.stored, tracked.stored_at = key, now
             unsaved.pop(job.id, None)
-            self._store.update_progress(job.document())
+            try:
+                document = job.document()
+            except NoJobError:
+                return  # destroyed this instant
+            if document.info.state.terminal:
+                return  # ended this instant: the done callback records it
+            tracked.stored, tracked.stored_at = key, now
+            self._store.update_progress(document)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("job %s: stored %s (%s%%)", job.id, info.state, info.percent)
+                log.debug("job %s: stored %s, %s%% done", job.id, info.state, info.percent)
         else:
             unsaved[job.id] = tracked
 
@@ -593,6 +599,7 @@ class Recorder:
                 self._finals -= 1
         elif tracked is None:
             raise _no_job(job_id)
+        log.debug("job %s: destroyed by a client", job_id)
 
     # -- shutting down ------------------------------------------------------------------------
 

@@ -263,11 +263,11 @@ class Store:
     def update_progress(self, document: JobDocument) -> None:
         """Record `document`, a snapshot of a job that is not final yet. A row that is final
         already is kept as it is (a late snapshot never undoes the end)."""
-        job_id, _host, state, _created, _ended, text = _row(document)
+        job_id, _host, state, _created, ended, text = _row(document)
         with self._tx() as db:
             db.execute(
-                f"UPDATE jobs SET state=?, document=? WHERE id=? AND state IN {_LIVE}",
-                (state, text, job_id),
+                f"UPDATE jobs SET state=?, ended=?, document=? WHERE id=? AND state IN {_LIVE}",
+                (state, ended, text, job_id),
             )
 
     def finish_job(self, document: JobDocument) -> None:
