@@ -175,9 +175,10 @@ class VirtjobGroup(click.Group):
         try:
             return self._run(args, prog_name)
         finally:
-            jobrun = sys.modules.get("virtjob.cli.jobrun")  # only a followed job takes them
-            if restore_signals and jobrun is not None:
-                jobrun.SIGNALS.restore()
+            # Only following a job takes them over, and it loads virtjob.cli.signals to do so.
+            signals = sys.modules.get("virtjob.cli.signals")
+            if restore_signals and signals is not None:
+                signals.SIGNALS.restore()
 
     def _run(self, args: Sequence[str] | None, prog_name: str) -> int:
         try:
