@@ -5,9 +5,10 @@ client spent three times the daemon's own time on it. Measured on a 2-core machi
 virtjobd on a unix socket (µs per GET /v1/jobs/{id}, the daemon's work included): a raw socket
 59; httpcore's ``ConnectionPool`` alone 175; ``httpx.HTTPTransport.handle_request`` 214;
 ``httpx.Client.get`` 283. Most of the difference is h11, httpcore's pure-Python HTTP/1.1
-parser. This transport parses answers with httptools (the C llhttp parser uvicorn uses), so
-the client's cost per request is a few µs of its own plus building the httpx objects; see
-``daemon.info_1`` and ``daemon.info_8`` in bench/daemon.py and docs/performance.md.
+parser, which no tuning of the stock transport removes. This one parses answers with httptools
+(the C llhttp parser uvicorn uses): a whole remote ``Job.info()`` now costs the client ~40 µs
+of CPU, ~10 of them here (see ``daemon.info_1`` and ``daemon.info_8`` in bench/daemon.py, and
+docs/daemon.md, Performance).
 
 It implements `httpx.BaseTransport`, so its user sees only httpx's `Request`, `Response` and
 exception classes (`httpx.ConnectError`, `ConnectTimeout`, `ReadTimeout`, `WriteTimeout`,
