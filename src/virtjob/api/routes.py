@@ -21,11 +21,20 @@ API_PREFIX = "/v1"
 """Every route of the API starts with this version prefix."""
 
 Answer = Literal[
-    "host", "refs", "ref", "domain-info", "network-info", "xml", "job", "jobs", "nothing"
+    "host",
+    "refs",
+    "ref",
+    "domain-info",
+    "network-info",
+    "xml",
+    "job",
+    "jobs",
+    "version",
+    "nothing",
 ]
 """What a successful answer carries: a host's capabilities, a list of refs, one ref (201), a
 domain or network info, ``{"xml"}``, a job document (202 when it starts one), a list of job
-documents, or nothing (204)."""
+documents, the daemon's version and open hosts, or nothing (204)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,7 @@ events whose data is each new ``info`` of the job."""
 
 DAEMON_ROUTES = MappingProxyType(
     {
-        "version": Route("GET", "/version", "nothing"),
+        "version": Route("GET", "/version", "version"),
         "all_jobs": Route("GET", "/jobs", "jobs"),
         "close_host": Route("DELETE", "", "nothing"),
     }

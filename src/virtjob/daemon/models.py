@@ -250,6 +250,7 @@ ANSWERS: Mapping[Answer, Any] = {
     "xml": XmlModel,
     "job": JobModel,
     "jobs": list[JobModel],  # type: ignore[valid-type]
+    "version": VersionModel,
     "nothing": None,
 }
 """The model documenting each kind of answer of `virtjob.api.routes` (None: no body)."""

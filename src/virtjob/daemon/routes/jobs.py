@@ -22,7 +22,7 @@ from virtjob.errors import VirtError
 from virtjob.jobs import Job
 
 from ..answers import dumps, json_response, no_content
-from ..models import ERRORS, VersionModel
+from ..models import ERRORS
 from ..recorder import Channel
 from .deps import JobId, ServiceDep
 from .plain import PlainRoute
@@ -48,7 +48,7 @@ async def get_job(service: ServiceDep, job_id: JobId) -> bytes:
     return dumps(encode_job(service.recorder.document(job_id)))
 
 
-@daemon_route(router, "version", model=VersionModel, tags=["daemon"])
+@daemon_route(router, "version", tags=["daemon"])
 async def version(service: ServiceDep) -> Response:
     """The daemon's version and the hosts it has open."""
     hosts = service.hosts.open_hosts()

@@ -63,17 +63,13 @@ def _register(
     prefix: str,
     *,
     starts_jobs: bool = False,
-    model: Any = None,
     **options: Any,
 ) -> Callable[[F], F]:
     routes = {table[name] for name in names}  # KeyError: not an operation of the table
     if len(routes) != 1:
         raise ValueError(f"operations {names} do not share one route: {routes}")
     (route,) = routes
-    if model is None:
-        status, responses = success(route.answer, starts_jobs=starts_jobs)
-    else:
-        status, responses = 200, {200: {"model": model, "description": "Success."}}
+    status, responses = success(route.answer, starts_jobs=starts_jobs)
     responses.update(options.pop("responses", {}))  # the handler's own say last
     return router.api_route(
         prefix + route.path,
@@ -103,8 +99,7 @@ def daemon_route(
     router: APIRouter, name: str, prefix: str = "", **options: Any
 ) -> Callable[[F], F]:
     """Register the decorated handler for the daemon route `name` (`DAEMON_ROUTES`, below
-    `prefix`); ``model=`` documents a 200 answer where the table's kind of answer says
-    nothing of it (the version)."""
+    `prefix`)."""
     return _register(router, DAEMON_ROUTES, (name,), prefix, **options)
 
 
