@@ -10,8 +10,8 @@ the route `virtjob.api.routes.JOB_ROUTES` lists under the method's name:
   and calls the callbacks once it is (one thread per job, whatever the number of callbacks);
 - `job_cancel`, `job_destroy`: ``POST .../cancel``, ``DELETE``.
 
-Results come back as `DomainRef`/`NetworkRef` (so `Connection.bind` makes Domain/Network
-objects of them); errors are rebuilt as the `VirtError` subclass their code names.
+Results come back as `DomainRef`/`NetworkRef` (the public layer, `virtjob.job`, makes
+Domain/Network objects of them); errors are rebuilt as the `VirtError` subclass their code names.
 
 The end of a job, once this client has been handed it (by a long poll or a lookup), is kept
 (the last `ENDS_KEPT` of them) and answers for the job if the daemon has since let it go
