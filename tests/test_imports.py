@@ -117,6 +117,56 @@ def test_the_quick_commands_load_only_their_own_command_module(
     )
 
 
+XML_MODULES = (
+    "lxml",
+    "virtjob.config.parser",
+    "virtjob.config.location",
+    "virtjob.config.elements",
+    "virtjob.config.writer",
+    "virtjob.config.domain_xml",
+    "virtjob.config.network_xml",
+)
+"""lxml and the modules of virtjob.config that read or write XML with it."""
+
+XML_FREE_COMMANDS = [
+    ("list",),
+    ("list", "--all", "--json"),
+    ("dominfo", "test"),
+    ("domstate", "test"),
+    ("net-list",),
+    ("net-info", "default"),
+    ("job-list",),
+]
+
+
+@pytest.mark.parametrize("command", XML_FREE_COMMANDS, ids=" ".join)
+def test_a_command_that_shows_no_xml_loads_no_lxml(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The test host is made without parsing XML and the XML functions of virtjob.config load
+    when first used: ``list``, ``dominfo``... (the commands timed beside virsh) load no lxml."""
+    modules = loaded_by(CLI, tmp_path, "-c", FAST_HOST, *command)
+    assert "virtjob.config.domain" in modules  # the host's configs are there, their XML not
+    assert not packages(modules, *XML_MODULES)
+
+
+@pytest.mark.parametrize("command", [("dumpxml", "test"), ("net-dumpxml", "default")], ids=" ".join)
+def test_a_command_that_shows_xml_loads_it_when_it_runs(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The probe sees lxml when a command uses it (so the check above can fail)."""
+    modules = loaded_by(CLI, tmp_path, "-c", FAST_HOST, *command)
+    assert {"lxml.etree", "virtjob.config.parser", "virtjob.config.writer"} <= modules
+
+
+def test_the_config_package_loads_lxml_on_first_use_of_an_xml_name(tmp_path: Path) -> None:
+    modules = loaded_by("import virtjob.config, virtjob.drivers.test", tmp_path)
+    assert "virtjob.config.domain" in modules
+    assert not packages(modules, *XML_MODULES)
+    modules = loaded_by("from virtjob.config import parse_network_xml", tmp_path)
+    assert {"lxml.etree", "virtjob.config.network_xml"} <= modules
+
+
 def _walk(package: str) -> str:
     """A program importing `package` and every module below it (bar ``__main__``)."""
     return (

@@ -1,13 +1,11 @@
-"""`TestDriver`: one connection's view of a simulated `TestHost`."""
+"""`TestDriver`: one connection's view of a simulated `TestHost`.
+
+The XML functions of `virtjob.config` are imported by the methods that read or write XML, not
+at the top: a command that shows no XML (``virtjob list``, ``dominfo``...) never loads lxml.
+"""
 
 from __future__ import annotations
 
-from virtjob.config import (
-    format_domain_xml,
-    format_network_xml,
-    parse_domain_xml,
-    parse_network_xml,
-)
 from virtjob.drivers import objects
 from virtjob.drivers.base import (
     Capabilities,
@@ -89,6 +87,8 @@ class TestDriver:
 
     def define_domain(self, xml: str) -> DomainRef:
         """Define a new domain, or replace the definition of the one with the same name and UUID."""
+        from virtjob.config import parse_domain_xml
+
         config = parse_domain_xml(xml)
         with self.host.lock:
             existing = self.host.domains.get(config.uuid)
@@ -139,6 +139,8 @@ class TestDriver:
 
     def domain_xml(self, ref: DomainRef) -> str:
         """The domain's XML."""
+        from virtjob.config import format_domain_xml
+
         with self.host.lock:
             return format_domain_xml(self.host.domain(ref).config)
 
@@ -195,6 +197,8 @@ class TestDriver:
 
     def create_domain_job(self, xml: str) -> Job:
         """Boot a new transient domain in the background."""
+        from virtjob.config import parse_domain_xml
+
         config = parse_domain_xml(xml)
         with self.host.lock:
             self.host.check_domain_clash(config)
@@ -297,6 +301,8 @@ class TestDriver:
 
     def define_network(self, xml: str) -> NetworkRef:
         """Define a new network, or replace the definition of the same name and UUID."""
+        from virtjob.config import parse_network_xml
+
         config = parse_network_xml(xml)
         with self.host.lock:
             existing = self.host.networks.get(config.uuid)
@@ -342,6 +348,8 @@ class TestDriver:
 
     def network_xml(self, ref: NetworkRef) -> str:
         """The network's XML."""
+        from virtjob.config import format_network_xml
+
         with self.host.lock:
             return format_network_xml(self.host.network(ref).config)
 
@@ -360,6 +368,8 @@ class TestDriver:
 
     def create_network_job(self, xml: str) -> Job:
         """Bring up a new transient network in the background."""
+        from virtjob.config import parse_network_xml
+
         config = parse_network_xml(xml)
         with self.host.lock:
             self.host.check_network_clash(config)

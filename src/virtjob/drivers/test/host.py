@@ -19,7 +19,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from virtjob.config import DomainConfig, NetworkConfig, parse_domain_xml, parse_network_xml
+from virtjob.config import UNITS, DhcpRange, DomainConfig, NetworkConfig
 from virtjob.drivers import objects
 from virtjob.drivers.base import Confinement, DomainRef, DomainState, NetworkRef
 from virtjob.errors import NoDomainError, NoNetworkError, OperationInvalidError
@@ -50,6 +50,29 @@ DEFAULT_NETWORK_XML = """\
   </ip>
 </network>
 """
+
+DEFAULT_DOMAIN = DomainConfig(
+    name="test",
+    uuid=uuid.UUID("6695eb01-f6a4-8304-79aa-97f2502e193f"),
+    memory=512 * UNITS["MiB"],
+    vcpus=2,
+    domain_type="test",
+    arch="x86_64",
+)
+"""`DEFAULT_DOMAIN_XML` as a config, built directly: a new host parses no XML (and loads no
+lxml), so that a command such as ``virtjob list`` does not pay for it. A test checks that
+parsing `DEFAULT_DOMAIN_XML` gives exactly this."""
+
+DEFAULT_NETWORK = NetworkConfig(
+    name="default",
+    uuid=uuid.UUID("dd8fe884-6c02-601e-7551-cca97df1c5df"),
+    bridge="virbr0",
+    forward_mode="nat",
+    ip_address="192.168.122.1",
+    netmask="255.255.255.0",
+    dhcp=DhcpRange("192.168.122.2", "192.168.122.254"),
+)
+"""`DEFAULT_NETWORK_XML` as a config, built directly (see `DEFAULT_DOMAIN`)."""
 
 
 def image_size(config: DomainConfig) -> int:
@@ -194,10 +217,10 @@ class TestHost:
 
     def __post_init__(self) -> None:
         self.jobs.host = f"test:///{self.name}"
-        domain = TestDomain(parse_domain_xml(DEFAULT_DOMAIN_XML), persistent=True)
+        domain = TestDomain(DEFAULT_DOMAIN, persistent=True)
         self.boot(domain)
         self.domains[domain.config.uuid] = domain
-        network = TestNetwork(parse_network_xml(DEFAULT_NETWORK_XML), persistent=True)
+        network = TestNetwork(DEFAULT_NETWORK, persistent=True)
         network.active = True
         self.networks[network.config.uuid] = network
 

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from virtjob.config import DomainConfig, NetworkConfig, format_domain_xml, parse_domain_xml
+from virtjob.config import DomainConfig, NetworkConfig
 from virtjob.drivers import objects
 from virtjob.drivers.base import DomainRef, DomainState, NetworkRef
 from virtjob.drivers.test.host import (
@@ -29,7 +29,8 @@ from virtjob.jobs import JobContext
 
 if TYPE_CHECKING:
     # Imported where a save, dump or restore runs: the save file's machinery (hashlib,
-    # ctypes, the file-target locks) is not loaded by a command that writes no file.
+    # ctypes, the file-target locks) is not loaded by a command that writes no file, nor
+    # (imported the same way) the XML functions of virtjob.config and lxml behind them.
     from virtjob.savefile import SaveFileReader
 
 DRIVER_NAME = "test"
@@ -131,6 +132,7 @@ def save_domain(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
     """
 
     def work(ctx: JobContext) -> None:
+        from virtjob.config import format_domain_xml
         from virtjob.savefile import SaveFileWriter
 
         with host.lock:
@@ -180,9 +182,11 @@ def dump_core(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
         with host.lock:
             domain = _active(host, ref, "dump")
             image, config = domain.image, domain.config
+        from virtjob.config import format_domain_xml
+        from virtjob.savefile import AtomicFile
+
         xml = format_domain_xml(config).encode("utf-8")
         what = f"a core dump of domain {ref.name!r}"
-        from virtjob.savefile import AtomicFile
 
         with AtomicFile(path, what=what, confinement=host.confinement) as out:
             out.write(CORE_MAGIC + struct.pack("<I", len(xml)) + xml)
@@ -262,6 +266,8 @@ def check_restore_file(reader: SaveFileReader) -> DomainConfig:
     driver ever makes for a domain of that memory (`image_size`): such a file was not written
     by a save, and restoring it would hold all of it in memory.
     """
+    from virtjob.config import parse_domain_xml
+
     try:
         config = parse_domain_xml(reader.xml)
     except XMLError as exc:
