@@ -151,7 +151,7 @@ def _info_benchmark(cfg: Config, threads: int) -> Iterator[Pair]:
     unit="req/s",
     ours="remote Job.info() round trips over the unix socket, one client (3,000 calls)",
     baseline="the same GET /v1/jobs/{id} from a minimal raw-socket HTTP/1.1 client",
-    target=Target.above(3000),
+    target=Target.ratio_at_least(0.5),
     higher_is_better=True,
 )
 def info_1(cfg: Config) -> Iterator[Pair]:
@@ -166,6 +166,7 @@ def info_1(cfg: Config) -> Iterator[Pair]:
     ours="remote Job.info() round trips, 8 client threads with a connection each",
     baseline="the same GET from 8 threads with minimal raw-socket clients",
     higher_is_better=True,
+    target=Target.ratio_at_least(0.3),
 )
 def info_8(cfg: Config) -> Iterator[Pair]:
     """Job info round trips per second from 8 clients."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -313,3 +314,33 @@ def test_wait_for_cancel_wakes_promptly_on_cancel(driver: LocalJobDriver) -> Non
     info: JobInfo = job.wait(timeout=1.0)  # DESIGN.md: terminal within 1 s of the request
     assert info.state is JobState.CANCELLED
     assert woke == [True]
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        lambda ctx: ctx.update(remaining=float("inf")),
+        lambda ctx: ctx.update(percent=float("nan")),
+        lambda ctx: ctx.update(total=float("inf")),
+        lambda ctx: ctx.update_rel(remaining=float("nan")),
+        lambda ctx: ctx.update_rel(processed=float("inf")),
+        lambda ctx: ctx.initialize(eta=float("inf")),
+    ],
+)
+def test_progress_that_is_not_a_finite_number_is_a_worker_bug(
+    job: Job, remote: Remote, report: Callable[[JobContext], None]
+) -> None:
+    """NaN or infinity would make the job's JSON document invalid: InternalError, and the
+    snapshot keeps its finite values."""
+    remote.do(lambda ctx: ctx.initialize(eta=5.0))
+    before = job.info()
+    with pytest.raises(InternalError, match="not a finite number"):
+        remote.do(report)
+    after = job.info()
+    assert (after.percent, after.total, after.processed) == (
+        before.percent,
+        before.total,
+        before.processed,
+    )
+    assert after.remaining is not None
+    assert math.isfinite(after.remaining)

@@ -87,7 +87,7 @@ def test_a_cancel_is_logged_as_requested_then_as_the_end(
     ended = _ended(job)
     assert blocker.started.wait(SAFETY)
     job.cancel()
-    assert _steps(caplog, job)[-1] == "cancel requested"
+    assert "cancel requested" in _steps(caplog, job)  # logged before cancel() returned
     assert ended.wait(SAFETY)
     steps = _steps(caplog, job)
     assert steps[:3] == ["queued", "running", "cancel requested"]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from typing import Any
 
 import pytest
 
 from virtjob.errors import (
     ErrorCode,
     InternalError,
-    InvalidArgError,
     JobTimeoutError,
     OperationFailedError,
     VirtError,
@@ -19,17 +17,6 @@ from virtjob.errors import (
     error_from_code,
 )
 from virtjob.jobs import JobInfo, JobKind, JobState
-
-GOOD: dict[str, Any] = {
-    "state": "running",
-    "bounded": True,
-    "elapsed": 1.5,
-    "remaining": 3.0,
-    "percent": 33.0,
-    "processed": 10,
-    "total": 30,
-    "cancel_requested": False,
-}
 
 
 def test_terminal_states_are_exactly_the_three_final_ones() -> None:
@@ -64,61 +51,11 @@ def test_job_kinds_cover_the_seven_variants_and_what_they_yield() -> None:
 
 
 def test_job_info_is_immutable() -> None:
-    """A JobInfo snapshot cannot be changed after it is made."""
-    info = JobInfo.from_dict(GOOD)
+    """A JobInfo snapshot cannot be changed after it is made (its JSON form is tested with
+    the codec, tests/api/test_document.py)."""
+    info = JobInfo(JobState.RUNNING, True, 1.5, 3.0, 33.0, 10, 30, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.percent = 50.0  # type: ignore[misc]
-
-
-@pytest.mark.parametrize(
-    "info",
-    [
-        JobInfo(JobState.RUNNING, True, 1.5, 3.0, 33.0, 10, 30, False),
-        JobInfo(JobState.QUEUED, False, 0.0, None, None, None, None, False),
-        JobInfo(JobState.CANCELLED, False, 2.0, 0.0, None, None, None, True),
-    ],
-)
-def test_job_info_round_trips_through_a_dict(info: JobInfo) -> None:
-    """from_dict(to_dict(info)) gives back an equal snapshot."""
-    assert JobInfo.from_dict(info.to_dict()) == info
-
-
-def _with(**changes: Any) -> dict[str, Any]:
-    return {**GOOD, **changes}
-
-
-def _without(key: str) -> dict[str, Any]:
-    return {k: v for k, v in GOOD.items() if k != key}
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        _without("state"),
-        _without("elapsed"),
-        _without("cancel_requested"),
-        _with(state="paused"),
-        _with(state=None),
-        _with(elapsed="soon"),
-        _with(elapsed=None),
-        _with(remaining="a while"),
-        _with(percent=[50]),
-        _with(processed="many"),
-        _with(total=1.5j),
-        {},
-    ],
-)
-def test_job_info_from_malformed_dict_raises_invalid_arg(data: dict[str, Any]) -> None:
-    """A missing key, an unknown state or a non-numeric number is an InvalidArgError."""
-    with pytest.raises(InvalidArgError, match="malformed job info"):
-        JobInfo.from_dict(data)
-
-
-@pytest.mark.parametrize("data", [None, "running", [1, 2, 3], 42])
-def test_job_info_from_non_mapping_raises_invalid_arg(data: Any) -> None:
-    """Something that is not a mapping at all is an InvalidArgError, not a TypeError."""
-    with pytest.raises(InvalidArgError):
-        JobInfo.from_dict(data)
 
 
 @pytest.mark.parametrize("code", list(ErrorCode))

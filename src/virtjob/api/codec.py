@@ -2,20 +2,22 @@
 
 `DataclassCodec(cls)` encodes an instance as a JSON object with one key per field, and
 decodes such an object back, checking each value against the field's type: ``str``, ``int``,
-``float``, ``bool``, an `enum.Enum`, `uuid.UUID`, a nested dataclass, a type with a codec
-registered in `extra`, and ``X | None`` of any of these. A key the class lacks is ignored (a
-newer peer's field); a missing key takes the field's default (an older peer's document), and
-is an error only for a field without one. So adding a field with a default to a dataclass that
-crosses the wire is one edit: the codec follows.
+``float`` (finite: JSON has no NaN or infinity), ``bool``, an `enum.Enum`, `uuid.UUID`, a
+nested dataclass, a type with a codec registered in `extra`, and ``X | None`` of any of
+these. A key the class lacks is ignored (a newer peer's field); a missing key takes the
+field's default (an older peer's document), and is an error only for a field without one. So
+adding a field with a default to a dataclass that crosses the wire is one edit: the codec
+follows.
 
 Decoding raises `MalformedError` (a `ValueError`) naming the field; callers turn it into the
-`InternalError` the user sees (`virtjob.api.malformed`).
+`InternalError` the user sees (`virtjob.api.objects.malformed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 import uuid
@@ -44,8 +46,8 @@ def _check(kind: type | tuple[type, ...], name: str) -> Decode:
 
 
 def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MalformedError(f"expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MalformedError(f"expected a finite number, got {value!r}")
     return float(value)
 
 

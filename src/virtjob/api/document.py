@@ -43,7 +43,7 @@ class JobDocument:
     """The URI of the host that runs the job, e.g. ``test:///default``."""
     kind: JobKind
     subject: str
-    """The name of the domain or network it acts on, or the path it reads."""
+    """The name of the domain or network it acts on (a restore: the saved domain's name)."""
     info: JobInfo
     result: DomainRef | NetworkRef | None = None
     """What a succeeded create, start or restore job made."""
@@ -140,7 +140,10 @@ def encode_job(document: JobDocument) -> dict[str, Any]:
 
 
 def decode_job(data: Any) -> JobDocument:
-    """A `JobDocument`; `InternalError` naming the bad field if malformed."""
+    """A `JobDocument`; `InternalError` naming the bad field if malformed. A document without
+    ``schema`` (virtjob 0.1's) is schema 1."""
+    if isinstance(data, dict) and "schema" not in data:
+        data = {**data, "schema": 1}
     try:
         return _JOB.decode(data)
     except MalformedError as exc:
@@ -150,6 +153,8 @@ def decode_job(data: Any) -> JobDocument:
 def decode_stored_job(data: Any) -> JobDocument:
     """A `JobDocument` read back from storage; `InternalError` if it is not one (a damaged
     database) saying so, not blaming a daemon version."""
+    if isinstance(data, dict) and "schema" not in data:
+        data = {**data, "schema": 1}
     try:
         return _JOB.decode(data)
     except MalformedError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from virtjob.errors import InternalError, VirtError
@@ -11,6 +12,14 @@ from virtjob.jobs.types import JobKind, JobState
 
 log = logging.getLogger("virtjob.jobs")
 _monotonic = time.monotonic
+
+
+def _check_finite(job_id: str, **values: float | None) -> None:
+    """Raise `InternalError` for a progress value that is NaN or infinite (a worker's bug:
+    a snapshot must stay JSON, which has neither)."""
+    for name, value in values.items():
+        if value is not None and not math.isfinite(value):
+            raise InternalError(f"job {job_id}: progress {name}={value!r} is not a finite number")
 
 
 class JobContext:
@@ -57,6 +66,7 @@ class JobContext:
         Raises `InternalError` if called twice.
         """
         r = self._record
+        _check_finite(r.id, eta=eta)
         with self._lock:
             if r.state.terminal:
                 log.debug("job %s: initialize after the end ignored", r.id)
@@ -82,8 +92,12 @@ class JobContext:
         processed: int | None = None,
         total: int | None = None,
     ) -> None:
-        """Set progress to absolute values; None leaves a value as it is."""
+        """Set progress to absolute values; None leaves a value as it is.
+
+        Raises `InternalError` for a value that is NaN or infinite.
+        """
         r = self._record
+        _check_finite(r.id, remaining=remaining, percent=percent, processed=processed, total=total)
         with self._lock:
             if r.state is not JobState.RUNNING:
                 log.debug("job %s: update while %s ignored", r.id, r.state)
@@ -115,6 +129,7 @@ class JobContext:
 
         `remaining` adds seconds to the estimate (usually negative), `percent` adds to the
         percent done, `processed` adds bytes. Elapsed time is measured, not reported.
+        Raises `InternalError` for a `remaining` or `processed` that is NaN or infinite.
         """
         r = self._record
         with self._lock:
@@ -128,6 +143,7 @@ class JobContext:
                     r.percent_at = _monotonic()
                 r.changed()
                 return
+            _check_finite(r.id, remaining=remaining, percent=percent, processed=processed)
             now = _monotonic()
             if processed is not None:
                 r.processed = (r.processed or 0) + processed

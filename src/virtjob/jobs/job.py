@@ -78,7 +78,7 @@ class Job(Generic[T_co]):
 
     @property
     def subject(self) -> str:
-        """The name of the domain or network the job acts on, or the path it reads."""
+        """The name of the domain or network the job acts on (a restore: the saved domain's)."""
         return self._subject
 
     @property

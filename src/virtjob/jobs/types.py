@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-from virtjob.errors import InvalidArgError, VirtError
+from virtjob.errors import VirtError
 
 
 class JobState(enum.StrEnum):
@@ -77,27 +76,6 @@ class JobInfo:
     processed: int | None
     total: int | None
     cancel_requested: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the snapshot as plain JSON-ready values."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobInfo:
-        """Rebuild a snapshot from `to_dict` output; raises `InvalidArgError` if malformed."""
-        try:
-            return cls(
-                state=JobState(data["state"]),
-                bounded=bool(data["bounded"]),
-                elapsed=float(data["elapsed"]),
-                remaining=None if data["remaining"] is None else float(data["remaining"]),
-                percent=None if data["percent"] is None else float(data["percent"]),
-                processed=None if data["processed"] is None else int(data["processed"]),
-                total=None if data["total"] is None else int(data["total"]),
-                cancel_requested=bool(data["cancel_requested"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgError(f"malformed job info {data!r}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
