@@ -106,13 +106,17 @@ def test_the_quick_commands_load_only_their_own_command_module(
     command: tuple[str, ...], tmp_path: Path
 ) -> None:
     """``list`` and ``dominfo`` are the commands virtjob is timed by beside virsh
-    (bench/cli.py): the job and network commands and completion's machinery stay unloaded."""
+    (bench/cli.py): the job and network commands, the machinery that follows a job and
+    completion's stay unloaded."""
     modules = loaded_by(CLI, tmp_path, "-c", FAST_HOST, *command)
     assert "virtjob.cli.domains" in modules
     assert not packages(
         modules,
         "virtjob.cli.jobs",
         "virtjob.cli.networks",
+        "virtjob.cli.jobrun",
+        "virtjob.cli.progress",
+        "virtjob.cli.signals",
         "click.shell_completion",
     )
 

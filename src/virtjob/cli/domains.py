@@ -1,5 +1,9 @@
 """Domain commands: list, dominfo, domstate, dumpxml, define, undefine, create, start, destroy,
-suspend, resume, shutdown, save, restore, dump."""
+suspend, resume, shutdown, save, restore, dump.
+
+The commands that start a job import `virtjob.cli.jobrun` (the progress display, the signal
+handling) when they run: ``list`` and ``dominfo`` do not load it.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ from virtjob.cli.context import (
     read_xml,
     xml_errors,
 )
-from virtjob.cli.jobrun import run_long
 from virtjob.cli.output import (
     domain_json,
     echo_fields,
@@ -176,6 +179,8 @@ def create(app: App, file: str, background: bool, as_json: bool) -> None:
     Example:
       virtjob create web.xml
     """
+    from virtjob.cli.jobrun import run_long
+
     app.require_lasting_guests("create")
     source, xml = read_xml(file)
 
@@ -204,6 +209,8 @@ def start(app: App, domain: str, background: bool, as_json: bool) -> None:
     Example:
       virtjob start web
     """
+    from virtjob.cli.jobrun import run_long
+
     app.require_lasting_guests("start")
     dom = app.conn.lookup_domain(domain)
     run_long(
@@ -389,6 +396,8 @@ def save(app: App, domain: str, file: str, background: bool, as_json: bool) -> N
       virtjob save test /var/tmp/test.save
       virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' save --bg test /var/tmp/t.save
     """
+    from virtjob.cli.jobrun import run_long
+
     path = app.file_path(file)  # refused before anything is sent
     dom = app.conn.lookup_domain(domain)
     run_long(
@@ -417,6 +426,8 @@ def restore(app: App, file: str, background: bool, as_json: bool) -> None:
       export VIRTJOB_DEFAULT_URI='test+unix:///default?socket=/tmp/vj.sock'
       virtjob save test /var/tmp/test.save && virtjob restore /var/tmp/test.save
     """
+    from virtjob.cli.jobrun import run_long
+
     app.require_lasting_guests("restore")
     path = app.file_path(file)
     run_long(
@@ -441,6 +452,8 @@ def dump(app: App, domain: str, file: str, background: bool, as_json: bool) -> N
     Example:
       virtjob dump test /var/tmp/test.core
     """
+    from virtjob.cli.jobrun import run_long
+
     path = app.file_path(file)  # refused before anything is sent
     dom = app.conn.lookup_domain(domain)
     run_long(

@@ -1,5 +1,9 @@
 """Network commands: net-list, net-info, net-dumpxml, net-define, net-undefine, net-create,
-net-start, net-destroy."""
+net-start, net-destroy.
+
+The commands that start a job import `virtjob.cli.jobrun` when they run (see
+`virtjob.cli.domains`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from virtjob.cli.context import (
     read_xml,
     xml_errors,
 )
-from virtjob.cli.jobrun import run_long
 from virtjob.cli.output import echo_fields, echo_json, echo_table, network_json, yes_no
 from virtjob.job import Job
 from virtjob.network import Network, NetworkInfo
@@ -161,6 +164,8 @@ def net_create(app: App, file: str, background: bool, as_json: bool) -> None:
     Example:
       virtjob net-create lab.xml
     """
+    from virtjob.cli.jobrun import run_long
+
     source, xml = read_xml(file)
 
     def start() -> Job:
@@ -188,6 +193,8 @@ def net_start(app: App, network: str, background: bool, as_json: bool) -> None:
     Example:
       virtjob net-start lab
     """
+    from virtjob.cli.jobrun import run_long
+
     net = app.conn.lookup_network(network)
     run_long(
         app,
