@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 
@@ -193,17 +194,31 @@ def test_a_finished_job_reads_back_as_the_same_json(tmp_path: Path) -> None:
 def test_a_late_progress_snapshot_never_undoes_the_end(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "jobs.sqlite3"))
     engine = LocalJobDriver(max_jobs=1, host=HOST)
+    running, release = threading.Event(), threading.Event()
+
+    def worker(ctx: JobContext) -> None:
+        running.set()
+        assert release.wait(SAFETY), "the test never let the worker end"
+
     try:
-        job = engine.start_job(JobKind.DOMAIN_SAVE, "d", lambda ctx: None)
-        queued = job.document()
+        with hold_new_jobs():  # it cannot start before the block ends: this is its queued view
+            job = engine.start_job(JobKind.DOMAIN_SAVE, "d", worker)
+            queued = job.document()
+        assert queued.info.state is JobState.QUEUED
         store.insert_job(queued)
-        job.wait(SAFETY)
-        store.finish_job(job.document())
+        assert running.wait(SAFETY)
+        started = job.document()  # the worker blocks until released: still running
+        assert started.info.state is JobState.RUNNING
+        store.update_progress(started)
+        release.set()
+        assert job.wait(SAFETY).state is JobState.SUCCEEDED
+        final = job.document()
+        store.finish_job(final)
+        store.update_progress(started)
         store.update_progress(queued)
-        stored = store.get_job(job.id)
-        assert stored is not None
-        assert stored.info.state is JobState.SUCCEEDED
+        assert store.get_job(job.id) == final
     finally:
+        release.set()
         engine.close(timeout=SAFETY)
         store.close()
 
@@ -231,8 +246,9 @@ def test_a_job_whose_document_names_another_host_is_never_run(tmp_path: Path) ->
 def test_interrupted_keeps_what_the_job_had_done() -> None:
     engine = LocalJobDriver(max_jobs=1, host=HOST)
     try:
-        job = engine.start_job(JobKind.DOMAIN_SAVE, "d", lambda ctx: None)
-        queued = job.document()
+        with hold_new_jobs():  # it cannot start before the block ends
+            job = engine.start_job(JobKind.DOMAIN_SAVE, "d", lambda ctx: None)
+            queued = job.document()
         assert queued.info.state is JobState.QUEUED
         failed = interrupted(queued, 123.0)
         assert failed.info.state is JobState.FAILED

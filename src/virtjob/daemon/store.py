@@ -39,6 +39,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from virtjob.api import SCHEMA_VERSION as DOCUMENT_SCHEMA
 from virtjob.api import JobDocument, encode_job
 from virtjob.api.document import decode_stored_job
 from virtjob.errors import InternalError, VirtError
@@ -107,7 +108,8 @@ def _document(text: str) -> JobDocument:
 
 
 def _v1_document(row: tuple[Any, ...]) -> dict[str, Any]:
-    """The document (as JSON) a version-1 row stood for: what that daemon answered for it."""
+    """The document (as JSON) a version-1 row stood for: what that daemon answered for it,
+    with every key of this version's document (so it is stored as one, ``schema`` included)."""
     (
         job_id, host, kind, subject, state, created, started, ended, bounded, elapsed,
         percent, processed, total, cancel_requested, error_code, error_message, result_type,
@@ -140,6 +142,7 @@ def _v1_document(row: tuple[Any, ...]) -> dict[str, Any]:
         "created": created,
         "started": started,
         "ended": ended,
+        "schema": DOCUMENT_SCHEMA,
     }
 
 
