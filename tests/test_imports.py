@@ -106,9 +106,10 @@ def test_the_quick_commands_load_only_their_own_command_module(
     command: tuple[str, ...], tmp_path: Path
 ) -> None:
     """``list`` and ``dominfo`` are the commands virtjob is timed by beside virsh
-    (bench/cli.py): the job and network commands, the machinery that follows a job and
-    completion's stay unloaded."""
-    modules = loaded_by(CLI, tmp_path, "-c", FAST_HOST, *command)
+    (bench/cli.py, on test:///default): the job and network commands, the machinery that
+    follows a job and completion's stay unloaded, and so does urllib.parse (a plain URI is
+    split without it)."""
+    modules = loaded_by(CLI, tmp_path, "-c", "test:///default", *command)
     assert "virtjob.cli.domains" in modules
     assert not packages(
         modules,
@@ -118,6 +119,7 @@ def test_the_quick_commands_load_only_their_own_command_module(
         "virtjob.cli.progress",
         "virtjob.cli.signals",
         "click.shell_completion",
+        "urllib.parse",
     )
 
 

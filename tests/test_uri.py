@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from virtjob.errors import InvalidArgError
-from virtjob.uri import ConnectURI, default_uri, parse_uri
+from virtjob.uri import _PLAIN, ConnectURI, _split, default_uri, parse_uri
 
 
 @pytest.mark.parametrize(
@@ -84,3 +88,36 @@ def test_default_uri_follows_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert default_uri() == "test:///default"
     monkeypatch.setenv("VIRTJOB_DEFAULT_URI", "qemu:///session")
     assert default_uri() == "qemu:///session"
+
+
+def _by_urlsplit(text: str) -> tuple[str, str | None, int | None, str, str, str]:
+    parts = urlsplit(text)
+    return parts.scheme, parts.hostname or None, parts.port, parts.path, parts.query, parts.fragment
+
+
+@given(st.from_regex(_PLAIN, fullmatch=True))
+def test_a_plain_uri_splits_as_urlsplit_splits_it(text: str) -> None:
+    """``driver:///path`` is split without urllib.parse (the CLI's start-up): to the very
+    parts urlsplit gives."""
+    assert _split(text) == _by_urlsplit(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "test:///default",
+        "test+unix:///default",
+        "test:////default",
+        "qemu:///session/a.b_c~d-e",
+        "TEST:///default",
+        " test:///default",
+        "test:///de\tfault",
+        "test:///default?rate=1",
+        "test:///default#x",
+        "test:///d%41",
+        "test://h:1/default",
+    ],
+)
+def test_split_gives_what_urlsplit_gives(text: str) -> None:
+    """Plain or not (then urlsplit itself splits it), the parts are urlsplit's."""
+    assert _split(text) == _by_urlsplit(text)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
 
 from virtjob.errors import InvalidArgError
 
@@ -18,6 +17,9 @@ URI_ENV = "VIRTJOB_DEFAULT_URI"
 TRANSPORTS = frozenset({"unix", "tcp", "tls"})
 _SECRET_PARAMS = frozenset({"token"})
 _SCHEME = re.compile(r"^(?P<driver>[a-z][a-z0-9]*)(?:\+(?P<transport>[a-z]+))?$")
+# driver[+transport]:///path with no host, query, fragment or escape, the path of unreserved
+# characters and '/': split without urllib.parse (see `_split`).
+_PLAIN = re.compile(r"(?P<scheme>[a-z][a-z0-9]*(?:\+[a-z]+)?):///(?P<path>[A-Za-z0-9._~/-]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +74,10 @@ def parse_uri(text: str) -> ConnectURI:
     if "://" not in text:
         raise InvalidArgError(f"connection URI {text!r} is malformed: {example}")
     try:
-        parts = urlsplit(text)
-        port = parts.port
+        scheme, host, port, path, query, fragment = _split(text)
     except ValueError as exc:
         raise InvalidArgError(f"connection URI {text!r} is malformed: {exc}") from exc
-    match = _SCHEME.match(parts.scheme)
+    match = _SCHEME.match(scheme)
     if match is None:
         raise InvalidArgError(f"connection URI {text!r} has a bad scheme: {example}")
     driver, transport = match["driver"], match["transport"]
@@ -85,9 +86,8 @@ def parse_uri(text: str) -> ConnectURI:
             f"connection URI {text!r} names unknown transport {transport!r};"
             f" use one of {', '.join(sorted(TRANSPORTS))}"
         )
-    host = parts.hostname or None
     if host is not None and transport in (None, "unix"):
-        hint = f"{driver}+tcp://{host}{':' + str(port) if port else ''}{parts.path}"
+        hint = f"{driver}+tcp://{host}{':' + str(port) if port else ''}{path}"
         raise InvalidArgError(
             f"connection URI {text!r} names host {host!r} without a network transport;"
             f" to reach a daemon there use e.g. {hint!r}"
@@ -95,23 +95,47 @@ def parse_uri(text: str) -> ConnectURI:
     if transport in ("tcp", "tls") and host is None:
         raise InvalidArgError(
             f"connection URI {text!r} needs a host for transport {transport!r},"
-            f" e.g. {driver}+{transport}://127.0.0.1:16509{parts.path or '/default'}"
+            f" e.g. {driver}+{transport}://127.0.0.1:16509{path or '/default'}"
         )
-    path = parts.path
     if not path or path == "/":
         raise InvalidArgError(
             f"connection URI {text!r} has no path; name the host's instance,"
             f" e.g. {driver}:///{'session' if driver == 'qemu' else 'default'}"
         )
-    if parts.fragment:
+    if fragment:
         raise InvalidArgError(f"connection URI {text!r} must not have a #fragment")
-    try:
-        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError as exc:
-        raise InvalidArgError(f"connection URI {text!r} has a malformed query: {exc}") from exc
     params: dict[str, str] = {}
-    for key, value in pairs:
+    for key, value in _query_pairs(text, query):
         if key in params:
             raise InvalidArgError(f"connection URI {text!r} repeats parameter {key!r}")
         params[key] = value
     return ConnectURI(driver, transport, host, port, path, params)
+
+
+def _split(text: str) -> tuple[str, str | None, int | None, str, str, str]:
+    """The scheme, host name (None if none), port, path, query and fragment of `text`, as
+    `urllib.parse.urlsplit` gives them; raises `ValueError` as it does.
+
+    A plain ``driver:///path`` (`_PLAIN`: no host, query, fragment or escape; the common
+    ``test:///default``) is split here, to the same parts (a test checks it), so that a
+    command on a local host does not load urllib.parse; any other URI goes through urlsplit.
+    """
+    plain = _PLAIN.fullmatch(text)
+    if plain is not None:
+        return plain["scheme"], None, None, "/" + plain["path"], "", ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    return parts.scheme, parts.hostname or None, parts.port, parts.path, parts.query, parts.fragment
+
+
+def _query_pairs(text: str, query: str) -> list[tuple[str, str]]:
+    """The ``key=value`` pairs of `query`, decoded, in order; `InvalidArgError` if malformed."""
+    if not query:
+        return []
+    from urllib.parse import parse_qsl
+
+    try:
+        return parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError as exc:
+        raise InvalidArgError(f"connection URI {text!r} has a malformed query: {exc}") from exc
