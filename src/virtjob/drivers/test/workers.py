@@ -9,7 +9,6 @@ host as it found it.
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -189,7 +188,7 @@ def dump_core(host: TestHost, ref: DomainRef, path: str, rate: int) -> Worker:
         what = f"a core dump of domain {ref.name!r}"
 
         with AtomicFile(path, what=what, confinement=host.confinement) as out:
-            out.write(CORE_MAGIC + struct.pack("<I", len(xml)) + xml)
+            out.write(CORE_MAGIC + len(xml).to_bytes(4, "little") + xml)
             total = config.current_memory
 
             def step(before: int, after: int) -> None:
