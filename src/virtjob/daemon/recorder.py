@@ -31,7 +31,9 @@ Jobs of a previous daemon process exist only as stored documents: `document` and
 same JSON once it has ended). `recover` runs at start-up, before any request: the documents
 of jobs left queued or running by a daemon that died are rewritten as FAILED with an
 operation-failed error ("interrupted by daemon restart", saying which of the two they were),
-and the hidden partial files beside their target paths are removed.
+and the hidden partial files beside their target paths are removed. An unfinished job whose
+stored document this virtjobd cannot read is marked failed by the store through its columns
+alone (`Store.interrupt_unfinished`): it never stops the daemon from starting.
 
 Every transition (tracked, stored, ended, held, let go, pruned) is logged at debug level.
 """
@@ -255,7 +257,9 @@ class Recorder:
         are rewritten) and remove their partial files. Returns their documents as they were.
         """
         now = time.time()
-        documents = self._store.interrupt_unfinished(lambda document: interrupted(document, now))
+        documents = self._store.interrupt_unfinished(
+            lambda document: interrupted(document, now), now
+        )
         for document in documents:
             log.warning(
                 "job %s (%s of %r on %s) was %s when the daemon stopped: marked failed",

@@ -13,6 +13,12 @@ Two tables:
   latest XML of every domain and network defined through the daemon, or a tombstone (NULL XML)
   for one undefined through it, in the order they happened; replayed on a fresh host at start.
 
+**A row this virtjobd cannot read** (damaged, or written by a newer virtjobd on the same
+state directory: a job kind or state it does not know) costs that job alone: listings leave
+it out (logged once per row), `get_job` raises the `InternalError` of `damaged` (which says
+to delete it), deleting and pruning work on the columns, and `interrupt_unfinished` marks an
+unfinished one failed through its columns, its document kept as it is.
+
 **Schema versions** (``PRAGMA user_version``): 1 had a column per field of the job; 2 (this
 one) keeps the document. A version-1 file is converted in place when opened, in one
 transaction: each row becomes the document it stood for (a row that cannot is dropped, and
@@ -98,13 +104,37 @@ def _row(document: JobDocument) -> tuple[str, str, str, float, float | None, str
     )
 
 
-def _document(text: str) -> JobDocument:
-    """The document stored as `text`; `InternalError` if it is damaged."""
+def _document(job_id: str, text: str) -> JobDocument:
+    """The document stored as `text` for job `job_id`; `InternalError` (see `damaged`) if
+    this virtjobd cannot read it."""
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise InternalError(f"a stored job is damaged (not JSON: {exc}): {text[:200]}") from exc
-    return decode_stored_job(data)
+        raise damaged(job_id, f"not JSON: {exc}") from exc
+    try:
+        return decode_stored_job(data)
+    except InternalError as exc:
+        reason = str(exc.__cause__ or exc)
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if isinstance(schema, int) and not isinstance(schema, bool) and schema > DOCUMENT_SCHEMA:
+            reason += f"; document schema {schema}, this virtjobd knows up to {DOCUMENT_SCHEMA}"
+        raise damaged(job_id, reason, newer=isinstance(data, dict)) from exc
+
+
+def damaged(job_id: str, reason: str, *, newer: bool = False) -> InternalError:
+    """The error for stored job `job_id`, whose document this virtjobd cannot read for
+    `reason` (`newer`: a JSON object, which a newer virtjobd may have written): what the API
+    answers for it, saying how to get rid of it."""
+    if newer:
+        return InternalError(
+            f"stored job {job_id} cannot be read ({reason}): it is damaged, or a newer virtjobd"
+            f" wrote it; this one leaves it out of job lists: run the newer virtjobd to see it,"
+            f" or delete it (DELETE /v1/jobs/{job_id})"
+        )
+    return InternalError(
+        f"stored job {job_id} is damaged ({reason}); virtjobd leaves it out of job lists:"
+        f" delete it (DELETE /v1/jobs/{job_id})"
+    )
 
 
 def _v1_document(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -165,6 +195,8 @@ class Store:
         module docs); `InternalError` if it is unusable or of a later version."""
         self.path = path
         self._lock = threading.Lock()
+        self._skipped: set[str] = set()
+        """Ids of damaged rows listings have left out (and logged) already."""
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
@@ -283,19 +315,35 @@ class Store:
             )
 
     def get_job(self, job_id: str) -> JobDocument | None:
-        """The stored document of job `job_id`, or None; `InternalError` if it is damaged."""
+        """The stored document of job `job_id`, or None; `InternalError` if it is damaged
+        (`damaged`: it says how to get rid of it)."""
         rows = self._query("SELECT document FROM jobs WHERE id=?", (job_id,))
-        return _document(rows[0][0]) if rows else None
+        return _document(job_id, rows[0][0]) if rows else None
 
     def list_jobs(self, host: str | None = None) -> list[JobDocument]:
-        """Every stored job (of `host`, when given), oldest first."""
+        """Every stored job (of `host`, when given), oldest first. A damaged row is left out,
+        and logged (once per row) with the reason."""
         if host is None:
-            rows = self._query("SELECT document FROM jobs ORDER BY created, rowid")
+            rows = self._query("SELECT id, document FROM jobs ORDER BY created, rowid")
         else:
             rows = self._query(
-                "SELECT document FROM jobs WHERE host=? ORDER BY created, rowid", (host,)
+                "SELECT id, document FROM jobs WHERE host=? ORDER BY created, rowid", (host,)
             )
-        return [_document(row[0]) for row in rows]
+        out = []
+        for job_id, text in rows:
+            try:
+                out.append(_document(job_id, text))
+            except InternalError as exc:
+                self._skip(job_id, exc)
+        return out
+
+    def _skip(self, job_id: str, error: InternalError) -> None:
+        """Log that listings leave out damaged row `job_id`, the first time only."""
+        with self._lock:
+            if job_id in self._skipped:
+                return
+            self._skipped.add(job_id)
+        log.warning("%s: job lists leave out job %s: %s", self.path, job_id, error)
 
     def count_final(self) -> int:
         """How many finished jobs are stored."""
@@ -306,6 +354,7 @@ class Store:
         """Forget job `job_id`; return whether there was such a row."""
         with self._tx() as db:
             deleted = db.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0
+            self._skipped.discard(job_id)
         self._reclaim()
         return deleted
 
@@ -320,31 +369,52 @@ class Store:
             ).fetchall()
             ids = [row[0] for row in rows if row[0] not in exempt][keep:]
             db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
+            self._skipped.difference_update(ids)
         if ids:
             self._reclaim()
         return ids
 
     def interrupt_unfinished(
-        self, rewrite: Callable[[JobDocument], JobDocument]
+        self, rewrite: Callable[[JobDocument], JobDocument], now: float
     ) -> list[JobDocument]:
-        """Replace the document of every queued or running job by `rewrite(document)` (which
-        must make it final), in one transaction.
+        """Replace the document of every unfinished job (queued, running, or in a state only
+        a newer virtjobd knows) by `rewrite(document)` (which must make it final), in one
+        transaction.
 
         Called at start-up: those jobs belonged to a daemon that is gone. Returns their
         documents as they were, so the caller can clean up after them (partial files). A
-        damaged one raises `InternalError` (nothing is changed then).
+        damaged row (see `damaged`) is marked failed through its columns alone (``state``
+        failed, ``ended`` `now`), its document kept as it is, and logged: it is then a
+        finished job like the others, left out of listings, deletable, pruned in its turn.
         """
         with self._tx() as db:
-            before = [
-                _document(row[0])
-                for row in db.execute(
-                    f"SELECT document FROM jobs WHERE state IN {_LIVE}"
-                ).fetchall()
-            ]
+            before: list[JobDocument] = []
+            broken: list[tuple[str, str, InternalError]] = []
+            for job_id, state, text in db.execute(
+                f"SELECT id, state, document FROM jobs WHERE state NOT IN {_FINAL}"
+            ).fetchall():
+                try:
+                    before.append(_document(job_id, text))
+                except InternalError as error:
+                    broken.append((job_id, state, error))
             rows = [_row(rewrite(document)) for document in before]
             db.executemany(
                 "UPDATE jobs SET state=?, ended=?, document=? WHERE id=?",
                 [(state, ended, text, job_id) for job_id, _h, state, _c, ended, text in rows],
+            )
+            db.executemany(
+                "UPDATE jobs SET state='failed', ended=? WHERE id=?",
+                [(now, job_id) for job_id, _state, _error in broken],
+            )
+            self._skipped.update(job_id for job_id, _state, _error in broken)
+        for job_id, state, problem in broken:
+            log.error(
+                "%s: job %s was %s when the daemon stopped: marked failed, its document left as"
+                " it is (partial output it left, if any, is not removed): %s",
+                self.path,
+                job_id,
+                state,
+                problem,
             )
         return before
 
