@@ -77,6 +77,8 @@ class Checker:
             str(error) for error in jsonschema_rs.Draft202012Validator(root).iter_errors(data)
         ]
         assert errors == [], f"{method} {path} -> {status}: {errors}\n{json.dumps(data)[:500]}"
+        if status == 202:
+            assert data["info"]["state"] == "queued", "built before the job could start"
         return data
 
 
@@ -110,7 +112,6 @@ def test_every_answer_of_every_route_conforms_to_the_published_schema(
     check.call("GET", f"{base}/domains/d1", 200)
     check.call("GET", f"{base}/domains/d1/xml", 200)
     started = check.call("POST", f"{base}/domains/d1/start", 202, **rate)
-    assert started["info"]["state"] in ("queued", "running")
     started = _wait(check, started)
     assert started["result"]["name"] == "d1"
     check.call("POST", f"{base}/domains/d1/suspend", 204)

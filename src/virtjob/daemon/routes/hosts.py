@@ -28,13 +28,17 @@ def start_job(service: Service, host: Hosted, start: Callable[[], Job]) -> Respo
     """Start a job with `start()` on `host`, record it, and answer 202 with its document.
 
     The job runs only once recorded (`hold_new_jobs`), and never if recording fails
-    (`OperationFailedError`). `OperationInvalidError` once the daemon is shutting down.
+    (`OperationFailedError`). The answer is built inside the hold too, so it always shows the
+    job queued (it cannot have started, ended or been let go yet): what a client learns from
+    it is the job's id, kind and subject. `OperationInvalidError` once the daemon is shutting
+    down.
     """
     service.check_accepting()
     with hold_new_jobs():
         job = start()
         service.recorder.track(job, host.host)
-    return json_response(encode_job(job.document()), 202)
+        answer = encode_job(job.document())
+    return json_response(answer, 202)
 
 
 @host_route(router, "capabilities")

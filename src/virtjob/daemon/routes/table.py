@@ -34,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SUCCESS = {
     200: "Success.",
     201: "Defined: the object's reference.",
-    202: "The job it started (running or queued).",
+    202: "The job it started, as it was before it could run (queued).",
 }
 
 
