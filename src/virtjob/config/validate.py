@@ -41,9 +41,10 @@ MAX_PATH_LENGTH = 4096
 MAX_VCPUS = 4096
 """Most virtual CPUs a domain may have (QEMU's limit for x86 q35 machines)."""
 
-# The characters XML 1.0 cannot carry, listed (not as the complement of those it can): the
-# same set, but compiled in microseconds instead of 4 ms at every start of virtjob.
-_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# The characters XML 1.0 cannot carry, listed (not as the complement of those it can, which
+# took 4 ms to compile). Still 0.4 ms (the surrogates' range): kept as a pattern, compiled and
+# cached by `re` when free text is first checked, not at every start of virtjob.
+_NOT_XML_CHAR = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]*")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _BRIDGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
@@ -93,7 +94,7 @@ def check_xml_text(value: str, what: str) -> str:
     """
     if not isinstance(value, str):
         raise InvalidValue(f"{what} must be a string, not {type(value).__name__}")
-    bad = _NOT_XML_CHAR.search(value)
+    bad = re.search(_NOT_XML_CHAR, value)
     if bad is not None:
         raise InvalidValue(
             f"{what} contains U+{ord(bad.group()):04X}, which XML cannot carry; remove it"
