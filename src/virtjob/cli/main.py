@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import importlib
 import sys
 from collections.abc import Callable, Sequence
@@ -313,6 +314,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run virtjob with `argv` (default: ``sys.argv[1:]``) and return its exit code.
 
     The entry point of the ``virtjob`` process, to be exited with the code: once a followed job
-    has ended, SIGINT, SIGTERM and SIGHUP stay ignored (see `JobSignals`).
+    has ended, SIGINT, SIGTERM and SIGHUP stay ignored (see `JobSignals`), and what is alive
+    when the command is done is frozen out of the garbage collector (`gc.freeze`): the
+    interpreter's last collection, as the process exits, would otherwise take apart every
+    module, class and function one by one (about 6 ms of the 50 of ``virtjob list``) only for
+    the system to free the memory at once just after. Exit handlers, flushing and closing
+    what is not in a reference cycle happen as always.
     """
-    return cli.run(argv, restore_signals=False)
+    try:
+        return cli.run(argv, restore_signals=False)
+    finally:
+        gc.freeze()
