@@ -23,8 +23,10 @@ import jsonschema_rs
 import pytest
 
 from tests.daemon.conftest import FAST_RATE, SAFETY, DaemonProcess, new_host, running
+from virtjob.api.errors import HTTP_STATUS
 from virtjob.api.routes import DAEMON_ROUTES, HOST_ROUTES, JOB_ROUTES
 from virtjob.daemon.routes.table import HOST_PREFIX, served
+from virtjob.errors import VirtError
 
 DOMAIN = (
     "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
@@ -185,6 +187,27 @@ def test_every_contract_operation_is_served_at_its_table_route(checker: Checker)
         prefix = HOST_PREFIX if name == "close_host" else ""
         assert operations.get(name) == (route.method, prefix + route.path), name
     assert operations.get("lookup_job") == operations["job_document"]
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    sub: type
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def test_every_status_an_error_can_have_is_documented_for_every_route(checker: Checker) -> None:
+    statuses = set(HTTP_STATUS.values()) | {405}  # NoRouteError's is given per error
+    statuses |= {
+        status
+        for cls in _subclasses(VirtError)
+        if isinstance(status := getattr(cls, "http_status", None), int)
+    }
+    assert {404, 405, 413, 503} <= statuses, "the daemon's own error classes are seen"
+    for path, operations in checker.openapi["paths"].items():
+        for method, operation in operations.items():
+            documented = {int(status) for status in operation["responses"] if status >= "4"}
+            assert statuses - documented == set(), (method, path)
 
 
 def _error(response: httpx.Response) -> tuple[int, str, dict[str, Any]]:

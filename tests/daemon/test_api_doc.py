@@ -10,6 +10,7 @@ from pathlib import Path
 from virtjob.api import JobDocument
 from virtjob.api.errors import HTTP_STATUS
 from virtjob.api.routes import API_PREFIX, DAEMON_ROUTES, HOST_ROUTES, JOB_ROUTES, host_base
+from virtjob.daemon.models import ERRORS
 from virtjob.daemon.routes.table import HOST_PREFIX
 from virtjob.jobs import JobInfo
 
@@ -53,3 +54,8 @@ def test_every_error_code_is_in_the_status_table_at_its_status() -> None:
         row = re.search(rf"^\| {status} \|.*$", text, re.MULTILINE)
         assert row is not None, status
         assert f"`{code.value}`" in row.group(0), (code, status)
+
+
+def test_the_status_table_lists_what_every_route_documents() -> None:
+    table = {int(status) for status in re.findall(r"^\| (\d{3}) \|", _text(), re.MULTILINE)}
+    assert table == set(ERRORS)

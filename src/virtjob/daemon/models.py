@@ -233,13 +233,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "auth-failed: missing or wrong bearer token"),
         (403, "access-denied: a path outside the allowed directories"),
         (404, "no-domain, no-network, no-job; no-support for an unknown driver or route"),
+        (405, "no-support: a method the path does not have (with Allow)"),
         (409, "operation-invalid: not allowed in the current state (e.g. a job runs)"),
         (413, "invalid-arg: request body over the limit"),
         (500, "operation-failed or internal-error"),
         (501, "no-support: the driver lacks this operation"),
+        (502, "no-connect: the host (or what its driver talks to) could not be reached"),
+        (503, "operation-invalid: too many connections (the connection is then closed)"),
+        (504, "operation-timeout: a wait on the host ran out of time"),
     )
 }
-"""The error answers any route may give (`virtjob.daemon.answers.error_answer`)."""
+"""The error answers any route may give (`virtjob.daemon.answers.error_answer`): every
+status of docs/api.md's table (a test checks both)."""
 
 ANSWERS: Mapping[Answer, Any] = {
     "host": HostModel,
