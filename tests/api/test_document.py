@@ -23,7 +23,8 @@ from virtjob.api import (
 from virtjob.api.document import decode_stored_job
 from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.errors import InternalError, OperationFailedError, XMLError
-from virtjob.jobs import JobInfo, JobKind, JobOutcome, JobState
+from virtjob.jobs import JobInfo, JobKind, JobOutcome, JobState, LocalJobDriver
+from virtjob.jobs.job import Job
 
 RUNNING = JobInfo(JobState.RUNNING, True, 1.5, 3.0, 33.0, 10, 30, False)
 GOOD: dict[str, Any] = encode_info(RUNNING)
@@ -196,3 +197,24 @@ def test_an_unknown_error_code_still_decodes_keeping_the_code() -> None:
     error = decode_job(data).error
     assert isinstance(error, InternalError)
     assert "quota-exceeded" in error.message
+
+
+def test_a_number_past_the_float_range_is_malformed_not_an_overflow() -> None:
+    with pytest.raises(InternalError, match=r"malformed job info.*elapsed"):
+        decode_info(_with(elapsed=10**400))
+
+
+def test_a_failed_job_without_a_recorded_error_raises_internal_error_from_result() -> None:
+    class NoErrorDriver(LocalJobDriver):
+        """Reports the failed outcome a v1 store row without an error code migrates to."""
+
+        def job_outcome(self, job_id: str) -> JobOutcome | None:
+            return JobOutcome(JobState.FAILED, None, None)
+
+    driver = NoErrorDriver()
+    try:
+        job: Job[object] = driver.start_job(JobKind.DOMAIN_SAVE, "vm", lambda ctx: None)
+        with pytest.raises(InternalError, match="no error was recorded"):
+            job.result(timeout=10)
+    finally:
+        driver.close()

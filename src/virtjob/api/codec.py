@@ -46,9 +46,15 @@ def _check(kind: type | tuple[type, ...], name: str) -> Decode:
 
 
 def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MalformedError(f"expected a finite number, got {value!r}")
-    return float(value)
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError
+        number = float(value)  # OverflowError for an int past the float range
+        if not math.isfinite(number):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise MalformedError(f"expected a finite number, got {str(value)[:40]}") from None
+    return number
 
 
 def _converters(
@@ -125,6 +131,6 @@ class DataclassCodec(Generic[T]):
                 values[name] = decode(data[name])
             except MalformedError as exc:
                 raise MalformedError(f"{self.cls.__name__}.{name}: {exc}") from exc
-            except (TypeError, ValueError, AttributeError) as exc:
+            except (TypeError, ValueError, AttributeError, OverflowError) as exc:
                 raise MalformedError(f"{self.cls.__name__}.{name}: {exc}") from exc
         return self.cls(**values)

@@ -16,7 +16,13 @@ from math import inf
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar, cast
 
-from virtjob.errors import InvalidArgError, JobCancelledError, NoJobError, VirtError
+from virtjob.errors import (
+    InternalError,
+    InvalidArgError,
+    JobCancelledError,
+    NoJobError,
+    VirtError,
+)
 from virtjob.jobs.protocol import JobDriver
 from virtjob.jobs.types import JobInfo, JobKind, JobState
 
@@ -123,14 +129,22 @@ class Job(Generic[T_co]):
         """
         self.wait(timeout)
         outcome = self._driver.job_outcome(self._id)
-        assert outcome is not None  # wait() returned, so the job is final
+        if outcome is None:  # wait() returned, so the job is final: its driver contradicts itself
+            raise InternalError(
+                f"job {self._id} ({self._kind} of {self._subject!r}) has ended but its driver"
+                f" reports no outcome; this is a bug, see the log"
+            )
         if outcome.state is JobState.SUCCEEDED:
             return self._adapted(outcome.result)
         if outcome.state is JobState.CANCELLED:
             raise JobCancelledError(
                 f"job {self._id} ({self._kind} of {self._subject!r}) was cancelled"
             )
-        assert outcome.error is not None
+        if outcome.error is None:  # a record of an older virtjob may lack it
+            raise InternalError(
+                f"job {self._id} ({self._kind} of {self._subject!r}) failed, but no error was"
+                f" recorded for it; its host's log may say why"
+            )
         raise outcome.error
 
     def document(self) -> JobDocument:
