@@ -24,7 +24,7 @@ import pytest
 
 from tests.daemon.conftest import FAST_RATE, SAFETY, DaemonProcess, new_host, running
 from virtjob.api.errors import HTTP_STATUS
-from virtjob.api.routes import DAEMON_ROUTES, HOST_ROUTES, JOB_ROUTES
+from virtjob.api.routes import API_PREFIX, DAEMON_ROUTES, HOST_ROUTES, JOB_ROUTES
 from virtjob.daemon.routes.table import HOST_PREFIX, served
 from virtjob.errors import VirtError
 
@@ -70,18 +70,27 @@ class Checker:
             return None
         if "text/event-stream" in content:
             assert response.headers["content-type"].startswith("text/event-stream")
+            item = content["text/event-stream"]["itemSchema"]["properties"]["data"]
+            assert item["contentMediaType"] == "application/json"
+            events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+            assert events, f"{method} {path}: no event"
+            for event in events:
+                self.conforms(item["contentSchema"], json.loads(event), f"{method} {path} event")
             return response.text
         assert response.headers["content-type"] == "application/json"
-        schema = content["application/json"]["schema"]
         data = response.json()
+        self.conforms(content["application/json"]["schema"], data, f"{method} {path} -> {status}")
+        if status == 202:
+            assert data["info"]["state"] == "queued", "built before the job could start"
+        return data
+
+    def conforms(self, schema: dict[str, Any], data: Any, what: str) -> None:
+        """Assert `data` validates against `schema` (a part of the published document)."""
         root = {**schema, "components": self.openapi["components"]}
         errors = [
             str(error) for error in jsonschema_rs.Draft202012Validator(root).iter_errors(data)
         ]
-        assert errors == [], f"{method} {path} -> {status}: {errors}\n{json.dumps(data)[:500]}"
-        if status == 202:
-            assert data["info"]["state"] == "queued", "built before the job could start"
-        return data
+        assert errors == [], f"{what}: {errors}\n{json.dumps(data)[:500]}"
 
 
 @pytest.fixture
@@ -187,6 +196,18 @@ def test_every_contract_operation_is_served_at_its_table_route(checker: Checker)
         prefix = HOST_PREFIX if name == "close_host" else ""
         assert operations.get(name) == (route.method, prefix + route.path), name
     assert operations.get("lookup_job") == operations["job_document"]
+
+
+def test_each_route_documents_the_answer_its_table_row_names(checker: Checker) -> None:
+    table = {**HOST_ROUTES, **JOB_ROUTES, **DAEMON_ROUTES}
+    media = {"nothing": set(), "events": {"text/event-stream"}}
+    for name, (method, path) in served(checker.openapi).items():
+        if name not in table:
+            continue  # lookup_job: served by job_document's route
+        operation = checker.openapi["paths"][API_PREFIX + path][method.lower()]
+        [success] = [answer for status, answer in operation["responses"].items() if status < "4"]
+        documented = set(success.get("content", {}))
+        assert documented == media.get(table[name].answer, {"application/json"}), name
 
 
 def _subclasses(cls: type) -> Iterator[type]:

@@ -30,11 +30,13 @@ Answer = Literal[
     "job",
     "jobs",
     "version",
+    "events",
     "nothing",
 ]
 """What a successful answer carries: a host's capabilities, a list of refs, one ref (201), a
 domain or network info, ``{"xml"}``, a job document (202 when it starts one), a list of job
-documents, the daemon's version and open hosts, or nothing (204)."""
+documents, the daemon's version and open hosts, a stream of server-sent events
+(``text/event-stream``, each event's data a job's ``info``), or nothing (204)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,7 @@ JOB_ROUTES = MappingProxyType(
         "job_cancel": Route("POST", "/jobs/{job_id}/cancel", "job"),
         "job_wait": Route("GET", "/jobs/{job_id}/wait", "job"),
         "job_add_done_callback": Route("GET", "/jobs/{job_id}/wait", "job"),
-        "job_watch": Route("GET", "/jobs/{job_id}/events", "job"),
+        "job_watch": Route("GET", "/jobs/{job_id}/events", "events"),
         "job_destroy": Route("DELETE", "/jobs/{job_id}", "nothing"),
     }
 )

@@ -246,6 +246,25 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 """The error answers any route may give (`virtjob.daemon.answers.error_answer`): every
 status of docs/api.md's table (a test checks both)."""
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stream:
+    """Documents an answer that is a stream rather than one JSON body: its media type, the
+    model of each item's data, and what it is."""
+
+    media_type: str
+    item: type[BaseModel]
+    description: str
+
+
+EVENTS = Stream(
+    "text/event-stream",
+    JobInfoModel,
+    "Server-sent events: one `info` event per change of the job, whose data is its info (as"
+    " in its document), the last one final; then the stream ends.",
+)
+"""The answer kind "events" (`virtjob.api.routes.Answer`): a job's event stream."""
+
 ANSWERS: Mapping[Answer, Any] = {
     "host": HostModel,
     "refs": list[RefModel],
@@ -256,6 +275,8 @@ ANSWERS: Mapping[Answer, Any] = {
     "job": JobModel,
     "jobs": list[JobModel],  # type: ignore[valid-type]
     "version": VersionModel,
+    "events": EVENTS,
     "nothing": None,
 }
-"""The model documenting each kind of answer of `virtjob.api.routes` (None: no body)."""
+"""The model documenting each kind of answer of `virtjob.api.routes` (a `Stream` for a
+stream; None: no body)."""

@@ -22,7 +22,7 @@ from virtjob.errors import VirtError
 from virtjob.jobs import Job
 
 from ..answers import dumps, json_response, no_content
-from ..models import ERRORS
+from ..models import ERRORS, EVENTS
 from ..recorder import Channel
 from .deps import JobId, ServiceDep
 from .plain import PlainRoute
@@ -92,12 +92,7 @@ async def wait_job(
     return json_response(encode_job(await service.recorder.wait(job_id, timeout)))
 
 
-@job_route(
-    router,
-    "job_watch",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
-)
+@job_route(router, "job_watch")
 async def job_events(
     service: ServiceDep,
     job_id: JobId,
@@ -119,7 +114,7 @@ async def job_events(
         events = recorder.following(tracked, _event_stream(tracked.channel, tracked.job, interval))
     return StreamingResponse(
         events,
-        media_type="text/event-stream",
+        media_type=EVENTS.media_type,
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 

@@ -5,7 +5,8 @@ A handler is registered for one or more *operations*: `Driver` methods (`host_ro
 method, path and kind of answer come from the table, never from the handler, so the daemon
 serves exactly the paths the remote driver sends. From the kind of answer come the success
 status (201 for a ref, 202 for a job a host route starts, 204 for nothing, else 200) and the
-model that documents it (`virtjob.daemon.models.ANSWERS`).
+model that documents it (`virtjob.daemon.models.ANSWERS`; an event stream is documented as
+``text/event-stream`` whose items' data is a job's info). A handler adds nothing to that.
 
 Each registered route names the operations it serves in its OpenAPI operation
 (``x-virtjob-operations``), and `served` lists them from the OpenAPI document: a test checks
@@ -18,10 +19,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from virtjob.api.routes import API_PREFIX, DAEMON_ROUTES, HOST_ROUTES, JOB_ROUTES, Answer, Route
 
-from ..models import ANSWERS
+from ..models import ANSWERS, Stream
 
 HOST_PREFIX = "/hosts/{driver}/{instance}"
 """The path template of `virtjob.api.routes.host_base`, below `API_PREFIX`."""
@@ -53,7 +55,32 @@ def success(
     model = ANSWERS[answer]
     if model is None:
         return status, {}
+    if isinstance(model, Stream):
+        return status, {status: {"description": model.description, "content": _stream(model)}}
     return status, {status: {"model": model, "description": _SUCCESS.get(status, "Success.")}}
+
+
+def _stream(stream: Stream) -> dict[str, Any]:
+    """The ``content`` of a `Stream` answer: each item (an OpenAPI 3.2 ``itemSchema``, as
+    FastAPI writes one for server-sent events) has JSON data of the stream's item model."""
+    data = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"$ref": f"#/components/schemas/{stream.item.__name__}"},
+    }
+    item = {
+        "type": "object",
+        "properties": {"data": data, "event": {"type": "string"}, "id": {"type": "string"}},
+        "required": ["data"],
+    }
+    return {stream.media_type: {"itemSchema": item}}
+
+
+def response_class(answer: Answer) -> type[Response]:
+    """The response class a route answering `answer` is registered with: it gives FastAPI
+    the media type it documents besides `success`'s (none for a stream, which documents its
+    own)."""
+    return StreamingResponse if isinstance(ANSWERS[answer], Stream) else JSONResponse
 
 
 def _register(
@@ -70,12 +97,12 @@ def _register(
         raise ValueError(f"operations {names} do not share one route: {routes}")
     (route,) = routes
     status, responses = success(route.answer, starts_jobs=starts_jobs)
-    responses.update(options.pop("responses", {}))  # the handler's own say last
     return router.api_route(
         prefix + route.path,
         methods=[route.method],
         status_code=status,
         response_model=None,
+        response_class=response_class(route.answer),
         responses=responses,
         name=names[0],
         openapi_extra={OPERATIONS: list(names)},
