@@ -278,4 +278,6 @@ def test_debug_logging_tells_each_request_and_job_transition() -> None:
     assert re.search(rf"GET /v1/jobs/{job['id']}/wait\?timeout=\S+ -> 200 in \d+\.\d+ ms", log)
     assert re.search(r"GET /v1/jobs/nosuch -> 404 in \d+\.\d+ ms", log)
     assert f"job {job['id']} (network-start of 'default' on test:///{host}): tracked" in log
+    assert f"job {job['id']}: held (nobody has been handed its end yet)" in log
     assert f"job {job['id']}: ended succeeded, recorded" in log
+    assert f"job {job['id']}: let go (its end was seen, nobody waits)" in log

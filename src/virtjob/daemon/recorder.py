@@ -415,6 +415,7 @@ class Recorder:
             tracked.ended = True
             tracked.ended_at = time.monotonic()
             self._held.add(job.id)  # until someone has seen the end (or the hold lapses)
+        log.debug("job %s: held (nobody has been handed its end yet)", job.id)
         try:
             self._record_end(tracked, document)
         finally:
