@@ -190,5 +190,14 @@ def test_a_daemon_starts_over_damaged_rows_and_serves_the_others() -> None:
         assert "job newer was running when the daemon stopped: marked failed" in log
         assert "job cut was running when the daemon stopped: marked failed" in log
         assert "job lists leave out job cut" not in log, "logged once, at recovery"
+        # each 500 is logged with its causes: a VirtError's on the line, another's traced
+        [newer_read] = [
+            line
+            for line in log.splitlines()
+            if "request failed: InternalError: stored job newer" in line
+        ]
+        assert "; caused by InternalError: a stored job is damaged" in newer_read
+        assert "; caused by MalformedError: JobDocument.kind" in newer_read
+        assert "json.decoder.JSONDecodeError: Expecting" in log, "the garbled row's traceback"
     finally:
         daemon.cleanup()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.responses import Response
 
-from virtjob.api import encode_error, status_for
+from virtjob.api import JobDocument, encode_error, encode_job, status_for
 from virtjob.errors import (
     AuthError,
     InternalError,
@@ -77,19 +77,44 @@ class TooManyConnectionsError(OperationInvalidError):
     http_status = 503
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-"""`json.dumps(data, separators=(",", ":"))` without building an encoder for every call; its
-output is ASCII (``ensure_ascii``), so it always encodes."""
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""`json.dumps(data, separators=(",", ":"), allow_nan=False)` without building an encoder for
+every call; its output is ASCII (``ensure_ascii``), so it always encodes, and valid JSON: a
+NaN or an infinity raises `ValueError` instead of being written as ``NaN`` (no JSON parser
+need accept that)."""
 
 
 def dumps(data: Any) -> bytes:
-    """`data` as compact JSON bytes."""
+    """`data` as compact JSON bytes; `ValueError` for a NaN or infinity in it."""
     return _ENCODER.encode(data).encode()
 
 
+def job_json(document: JobDocument) -> bytes:
+    """The JSON of job `document`. `InternalError` naming the job if it cannot be JSON (a NaN
+    or infinity in it: a bug, as the engine and the codec refuse them), with the cause."""
+    try:
+        return dumps(encode_job(document))
+    except ValueError as exc:
+        raise InternalError(
+            f"job {document.id} ({document.kind} of {document.subject!r}) cannot be sent: its"
+            f" document holds a number JSON cannot carry ({exc}); this is a bug, see the"
+            f" daemon's log"
+        ) from exc
+
+
+def jobs_json(documents: Iterable[JobDocument]) -> bytes:
+    """The JSON list of job `documents`; raises what `job_json` raises."""
+    return b"[" + b",".join(job_json(document) for document in documents) + b"]"
+
+
 def json_response(data: Any, status: int = 200) -> Response:
-    """A JSON answer of `data` with `status`."""
-    return Response(dumps(data), status_code=status, media_type="application/json")
+    """A JSON answer of `data` with `status`; `ValueError` for a NaN or infinity in it."""
+    return body_response(dumps(data), status)
+
+
+def body_response(body: bytes, status: int = 200) -> Response:
+    """A JSON answer with `status` whose `body` is JSON already."""
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def no_content() -> Response:
@@ -102,7 +127,7 @@ def error_answer(error: VirtError) -> tuple[int, bytes, list[tuple[bytes, bytes]
 
     Errors that mean a bug or a failure of the host (status 500 and above, but 503) are
     logged: with their traceback and causes when the cause is not a `VirtError` (a bug) or
-    when debug logging is on.
+    when debug logging is on, else on one line with the chain of their causes (`causes`).
     """
     status = status_for(error)
     if status >= 500 and status != 503:
@@ -111,7 +136,11 @@ def error_answer(error: VirtError) -> tuple[int, bytes, list[tuple[bytes, bytes]
             logging.DEBUG
         )
         log.error(
-            "request failed: %s: %s", type(error).__name__, error, exc_info=error if trace else None
+            "request failed: %s: %s%s",
+            type(error).__name__,
+            error,
+            "" if trace else causes(error),
+            exc_info=error if trace else None,
         )
     data = encode_error(error)
     body = dumps(
@@ -119,6 +148,24 @@ def error_answer(error: VirtError) -> tuple[int, bytes, list[tuple[bytes, bytes]
     )
     headers = [(b"www-authenticate", b'Bearer realm="virtjobd"')] if status == 401 else []
     return status, body, headers
+
+
+def causes(error: BaseException) -> str:
+    """What caused `error`, each cause after the one it caused (``__cause__``, else an
+    unsuppressed ``__context__``), as ``"; caused by Type: message"`` parts ("" if none)."""
+    parts = []
+    seen = {id(error)}
+    current: BaseException | None = error
+    while current is not None:
+        following = current.__cause__
+        if following is None and not current.__suppress_context__:
+            following = current.__context__
+        if following is None or id(following) in seen:
+            break
+        seen.add(id(following))
+        parts.append(f"; caused by {type(following).__name__}: {following}")
+        current = following
+    return "".join(parts)
 
 
 def error_response(error: VirtError) -> Response:

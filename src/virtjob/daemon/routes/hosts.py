@@ -8,13 +8,20 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from virtjob.api import API_PREFIX, encode_job
+from virtjob.api import API_PREFIX
 from virtjob.api.objects import encode_capabilities
 from virtjob.errors import NoSupportError
 from virtjob.jobs import Job
 from virtjob.jobs.local import hold_new_jobs
 
-from ..answers import UnknownDriverError, json_response, no_content
+from ..answers import (
+    UnknownDriverError,
+    body_response,
+    job_json,
+    jobs_json,
+    json_response,
+    no_content,
+)
 from ..hosts import Hosted
 from ..models import ERRORS
 from ..service import Service
@@ -37,8 +44,8 @@ def start_job(service: Service, host: Hosted, start: Callable[[], Job]) -> Respo
     with hold_new_jobs():
         job = start()
         service.recorder.track(job, host.host)
-        answer = encode_job(job.document())
-    return json_response(answer, 202)
+        answer = job_json(job.document())
+    return body_response(answer, 202)
 
 
 @host_route(router, "capabilities")
@@ -63,5 +70,4 @@ def close_host(service: ServiceDep, driver: DriverName, instance: Instance) -> R
 @host_route(router, "list_jobs")
 def host_jobs(service: ServiceDep, host: ReadHost) -> Response:
     """Every job of this host, oldest first."""
-    documents = service.recorder.documents(host.host)
-    return json_response([encode_job(document) for document in documents])
+    return body_response(jobs_json(service.recorder.documents(host.host)))

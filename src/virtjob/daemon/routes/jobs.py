@@ -16,12 +16,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 import virtjob
-from virtjob.api import encode_info, encode_job
+from virtjob.api import encode_info
 from virtjob.api.routes import API_PREFIX, JOB_ROUTES
 from virtjob.errors import VirtError
 from virtjob.jobs import Job
 
-from ..answers import dumps, json_response, no_content
+from ..answers import body_response, dumps, job_json, jobs_json, json_response, no_content
 from ..models import ERRORS, EVENTS
 from ..recorder import Channel
 from .deps import JobId, ServiceDep
@@ -45,7 +45,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["jobs"], responses=ERRORS)
 
 async def get_job(service: ServiceDep, job_id: JobId) -> bytes:
     """The job's document: identity, latest info, its result or error once final, times."""
-    return dumps(encode_job(service.recorder.document(job_id)))
+    return job_json(service.recorder.document(job_id))
 
 
 @daemon_route(router, "version", tags=["daemon"])
@@ -61,13 +61,13 @@ def list_jobs(
     host: Annotated[str | None, Query(description="Only this host's jobs.")] = None,
 ) -> Response:
     """Every job the daemon knows (live and recorded), oldest first."""
-    return json_response([encode_job(doc) for doc in service.recorder.documents(host)])
+    return body_response(jobs_json(service.recorder.documents(host)))
 
 
 @job_route(router, "job_cancel")
 async def cancel_job(service: ServiceDep, job_id: JobId) -> Response:
     """Ask the job to stop; returns at once (a no-op on a final job)."""
-    return json_response(encode_job(service.recorder.cancel(job_id)))
+    return body_response(job_json(service.recorder.cancel(job_id)))
 
 
 @job_route(router, "job_destroy")
@@ -89,7 +89,7 @@ async def wait_job(
 
     The answer is the job either way: look at ``info.state`` to know which.
     """
-    return json_response(encode_job(await service.recorder.wait(job_id, timeout)))
+    return body_response(job_json(await service.recorder.wait(job_id, timeout)))
 
 
 @job_route(router, "job_watch")
