@@ -123,6 +123,20 @@ def test_the_quick_commands_load_only_their_own_command_module(
     )
 
 
+def test_loading_the_cli_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
+    """virtjob.cli pauses the collector while it loads (its start-up), then sets it back: on
+    if it was on, off if the program had turned it off."""
+    loaded_by("import gc\nimport virtjob.cli\nassert gc.isenabled()", tmp_path)
+    loaded_by("import gc\ngc.disable()\nimport virtjob.cli\nassert not gc.isenabled()", tmp_path)
+
+
+def test_the_cli_process_freezes_what_it_loaded(tmp_path: Path) -> None:
+    """main(), the process's entry point, freezes the loaded modules' objects out of later
+    collections (the exit's included); the collector still runs for what the command makes."""
+    program = CLI + "import gc\nassert gc.get_freeze_count() > 10000\nassert gc.isenabled()\n"
+    loaded_by(program, tmp_path, "-c", "test:///default", "list")
+
+
 XML_MODULES = (
     "lxml",
     "virtjob.config.parser",
