@@ -10,7 +10,7 @@ adding a field with a default to a dataclass that crosses the wire is one edit: 
 follows.
 
 Decoding raises `MalformedError` (a `ValueError`) naming the field; callers turn it into the
-`InternalError` the user sees (`virtjob.api.objects.malformed`).
+`InternalError` the user sees (`malformed`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
+from virtjob.errors import InternalError
+
 T = TypeVar("T")
 Json = dict[str, Any]
 Encode = Callable[[Any], Any]
@@ -32,6 +34,14 @@ Decode = Callable[[Any], Any]
 
 class MalformedError(ValueError):
     """A JSON value that does not have the shape its type needs."""
+
+
+def malformed(what: str, data: object, exc: BaseException) -> InternalError:
+    """The error for a `what` the peer sent that does not have the expected shape."""
+    return InternalError(
+        f"the daemon sent a malformed {what} ({exc}): {str(data)[:200]}; are the daemon and"
+        f" this client the same virtjob version?"
+    )
 
 
 def _check(kind: type | tuple[type, ...], name: str) -> Decode:

@@ -22,13 +22,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.errors import InternalError, VirtError
 from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
+from virtjob.refs import DomainRef, NetworkRef
 
-from .codec import DataclassCodec, MalformedError
+from .codec import DataclassCodec, MalformedError, malformed
 from .errors import decode_error, encode_error
-from .objects import decode_ref, encode_ref, malformed
+from .refs import decode_ref, encode_ref
 
 SCHEMA_VERSION = 2
 """The job document's version: 2 added ``schema`` itself to the keys of virtjob 0.1's job."""

@@ -1,6 +1,6 @@
 """How domains, networks, their snapshots and a host's capabilities cross the wire.
 
-- ref: ``{"type": "domain"|"network", "name", "uuid"}``;
+- ref: ``{"type": "domain"|"network", "name", "uuid"}`` (`virtjob.api.refs`, re-exported here);
 - domain info, network info: one key per field of `DomainInfo`, `NetworkInfo`;
 - capabilities: one key per field of `Capabilities`, ``job_kinds`` a sorted list (kinds this
   side does not know are left out when decoding).
@@ -10,69 +10,28 @@ Decoders raise `InternalError` (via `malformed`) for a value of the wrong shape.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from virtjob.drivers.base import Capabilities, DomainInfo, DomainRef, NetworkInfo, NetworkRef
-from virtjob.errors import InternalError
+from virtjob.drivers.base import Capabilities, DomainInfo, NetworkInfo
 from virtjob.jobs.types import JobKind
 
-from .codec import DataclassCodec, MalformedError
+from .codec import DataclassCodec, MalformedError, malformed
+from .refs import Ref, decode_domain_ref, decode_network_ref, decode_ref, encode_ref
 
-Ref = DomainRef | NetworkRef
-
-
-def malformed(what: str, data: object, exc: BaseException) -> InternalError:
-    """The error for a `what` the peer sent that does not have the expected shape."""
-    return InternalError(
-        f"the daemon sent a malformed {what} ({exc}): {str(data)[:200]}; are the daemon and"
-        f" this client the same virtjob version?"
-    )
-
-
-def encode_ref(ref: Ref) -> dict[str, Any]:
-    """A domain or network ref as JSON."""
-    kind = "domain" if isinstance(ref, DomainRef) else "network"
-    return {"type": kind, "name": ref.name, "uuid": str(ref.uuid)}
-
-
-def decode_ref(data: Any) -> Ref:
-    """The ref `data` describes; `MalformedError` if it is not one."""
-    if not isinstance(data, dict):
-        raise MalformedError(f"expected a domain or network reference, got {data!r}")
-    try:
-        kind, name, ident = data["type"], data["name"], uuid.UUID(data["uuid"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedError(f"not a domain or network reference ({exc!r})") from exc
-    if not isinstance(name, str):
-        raise MalformedError(f"a reference's name is a string, not {name!r}")
-    if kind == "domain":
-        return DomainRef(name, ident)
-    if kind == "network":
-        return NetworkRef(name, ident)
-    raise MalformedError(f"unknown reference type {kind!r}")
-
-
-def decode_domain_ref(data: Any) -> DomainRef:
-    """A domain ref; `InternalError` if `data` is anything else."""
-    try:
-        ref = decode_ref(data)
-        if isinstance(ref, DomainRef):
-            return ref
-        raise MalformedError("a network where a domain was expected")
-    except MalformedError as exc:
-        raise malformed("domain reference", data, exc) from exc
-
-
-def decode_network_ref(data: Any) -> NetworkRef:
-    """A network ref; `InternalError` if `data` is anything else."""
-    try:
-        ref = decode_ref(data)
-        if isinstance(ref, NetworkRef):
-            return ref
-        raise MalformedError("a domain where a network was expected")
-    except MalformedError as exc:
-        raise malformed("network reference", data, exc) from exc
+__all__ = [
+    "Ref",
+    "decode_capabilities",
+    "decode_domain_info",
+    "decode_domain_ref",
+    "decode_network_info",
+    "decode_network_ref",
+    "decode_ref",
+    "encode_capabilities",
+    "encode_domain_info",
+    "encode_network_info",
+    "encode_ref",
+    "malformed",
+]
 
 
 def _encode_kinds(kinds: frozenset[JobKind]) -> list[str]:

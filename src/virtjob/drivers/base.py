@@ -18,6 +18,18 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from virtjob.jobs import Job, JobKind
+from virtjob.refs import DomainRef, NetworkRef
+
+__all__ = [
+    "Capabilities",
+    "Confinement",
+    "DomainInfo",
+    "DomainRef",
+    "DomainState",
+    "Driver",
+    "NetworkInfo",
+    "NetworkRef",
+]
 
 
 class DomainState(enum.StrEnum):
@@ -36,22 +48,6 @@ class DomainState(enum.StrEnum):
     def active(self) -> bool:
         """True while the domain has a running (or paused) instance."""
         return self not in (DomainState.SHUTOFF, DomainState.CRASHED, DomainState.NOSTATE)
-
-
-@dataclass(frozen=True, slots=True)
-class DomainRef:
-    """Identifies a domain on its host."""
-
-    name: str
-    uuid: uuid.UUID
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkRef:
-    """Identifies a network on its host."""
-
-    name: str
-    uuid: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
