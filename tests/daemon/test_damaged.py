@@ -47,6 +47,10 @@ def _newer(document: JobDocument, job_id: str, **changes: Any) -> str:
     return json.dumps({**data, "id": job_id, "info": info, **changes})
 
 
+DEEP = "[" * 100_000 + "]" * 100_000
+"""JSON nested past what the parser reads (`RecursionError`)."""
+
+
 def _insert(path: Path, rows: list[tuple[str, str, str]], host: str = HOST) -> None:
     """Write `rows` (id, state column, document text) of `host` into the store at `path`
     directly."""
@@ -82,12 +86,14 @@ def test_a_damaged_row_is_left_out_of_listings_named_when_read_and_deletable(
                 ("garbled", "succeeded", '{"id": "garbled", "host": '),
                 ("newer", "succeeded", _newer(done, "newer", kind="domain-migrate", schema=3)),
                 ("nan", "succeeded", _newer(done, "nan", info={"elapsed": float("nan")})),
+                ("deep", "succeeded", DEEP),
+                ("other", "succeeded", _newer(done, done.id)),  # another job's document
             ],
         )
         with caplog.at_level(logging.WARNING, logger="virtjob.daemon"):
             assert store.list_jobs() == [done]
             assert store.list_jobs(HOST) == [done]
-        for job_id in ("garbled", "newer", "nan"):
+        for job_id in ("garbled", "newer", "nan", "deep", "other"):
             [record] = _logged(caplog, job_id)  # once, however many listings
             assert record.levelno == logging.WARNING
             assert f"job lists leave out job {job_id}: stored job {job_id}" in record.getMessage()
@@ -104,9 +110,16 @@ def test_a_damaged_row_is_left_out_of_listings_named_when_read_and_deletable(
         assert "DELETE /v1/jobs/newer" in newer.value.message
         with pytest.raises(InternalError, match="finite"):
             store.get_job("nan")
-        assert store.count_final() == 4
-        assert store.delete_job("garbled")
-        assert store.get_job("garbled") is None
+        with pytest.raises(InternalError, match=r"damaged \(not JSON: nested too deeply") as deep:
+            store.get_job("deep")
+        assert isinstance(deep.value.__cause__, RecursionError), "the root cause is kept"
+        with pytest.raises(InternalError) as other:
+            store.get_job("other")
+        assert f"damaged (its document is that of job {done.id!r})" in other.value.message
+        assert store.count_final() == 6
+        for job_id in ("garbled", "deep", "other"):
+            assert store.delete_job(job_id)
+            assert store.get_job(job_id) is None
         assert store.count_final() == 3
         assert set(store.prune(0)) == {done.id, "newer", "nan"}
         assert store.count_final() == 0
@@ -124,7 +137,14 @@ def test_recovery_marks_an_unreadable_unfinished_row_failed_through_its_columns(
         store.insert_job(done)
         store.insert_job(queued)
         pausing = _newer(done, "pausing", info={"state": "pausing"})
-        _insert(path, [("cut", "running", "not json"), ("pausing", "pausing", pausing)])
+        _insert(
+            path,
+            [
+                ("cut", "running", "not json"),
+                ("pausing", "pausing", pausing),
+                ("deep", "running", DEEP),
+            ],
+        )
         recorder = Recorder(store, 100)
         try:
             with caplog.at_level(logging.WARNING, logger="virtjob.daemon"):
@@ -136,7 +156,7 @@ def test_recovery_marks_an_unreadable_unfinished_row_failed_through_its_columns(
         recovered = store.get_job(queued.id)
         assert recovered is not None
         assert recovered.info.state is JobState.FAILED
-        for job_id, text in (("cut", "not json"), ("pausing", pausing)):
+        for job_id, text in (("cut", "not json"), ("pausing", pausing), ("deep", DEEP)):
             state, ended, document = _columns(path, job_id)
             assert state == "failed"
             assert ended == recovered.ended, "ended at the start-up time, as the others"
@@ -145,8 +165,8 @@ def test_recovery_marks_an_unreadable_unfinished_row_failed_through_its_columns(
             assert record.levelno == logging.ERROR
             assert "marked failed" in record.getMessage()
         assert "was pausing" in _logged(caplog, "pausing")[0].getMessage()
-        assert store.count_final() == 4
-        assert len(store.prune(1)) == 3, "pruned like any finished job"
+        assert store.count_final() == 5
+        assert len(store.prune(1)) == 4, "pruned like any finished job"
         assert store.count_final() == 1
     finally:
         store.close()
@@ -167,7 +187,8 @@ def test_a_daemon_starts_over_damaged_rows_and_serves_the_others() -> None:
         path = Path(daemon.state_dir) / DB_NAME
         newer = json.dumps({**done, "id": "newer", "kind": "domain-migrate", "schema": 3})
         damaged = [("garbled", "succeeded", "{"), ("cut", "running", "not json")]
-        _insert(path, [*damaged, ("newer", "running", newer)], f"test:///{host}")
+        deep = ("deep", "running", DEEP)  # once a RecursionError: virtjobd did not start
+        _insert(path, [*damaged, ("newer", "running", newer), deep], f"test:///{host}")
         daemon.start()
         with daemon.client() as api:
             for _ in range(2):
@@ -175,7 +196,7 @@ def test_a_daemon_starts_over_damaged_rows_and_serves_the_others() -> None:
                 listed = api.get(f"/v1/hosts/test/{host}/jobs").json()
                 assert [job["id"] for job in listed] == [done["id"]]
             assert api.get(f"/v1/jobs/{done['id']}").json() == done
-            for job_id in ("garbled", "newer", "cut"):
+            for job_id in ("garbled", "newer", "cut", "deep"):
                 answer = api.get(f"/v1/jobs/{job_id}")
                 assert answer.status_code == 500, answer.text
                 error = answer.json()
@@ -189,6 +210,7 @@ def test_a_daemon_starts_over_damaged_rows_and_serves_the_others() -> None:
         assert log.count("job lists leave out job garbled") == 1
         assert "job newer was running when the daemon stopped: marked failed" in log
         assert "job cut was running when the daemon stopped: marked failed" in log
+        assert "job deep was running when the daemon stopped: marked failed" in log
         assert "job lists leave out job cut" not in log, "logged once, at recovery"
         # each 500 is logged with its causes: a VirtError's on the line, another's traced
         [newer_read] = [
@@ -201,3 +223,30 @@ def test_a_daemon_starts_over_damaged_rows_and_serves_the_others() -> None:
         assert "json.decoder.JSONDecodeError: Expecting" in log, "the garbled row's traceback"
     finally:
         daemon.cleanup()
+
+
+def test_recovery_trusts_a_final_document_over_its_state_column(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    done, _queued = _documents()
+    text = json.dumps(encode_job(done), separators=(",", ":"))
+    store = Store(str(path))
+    try:
+        _insert(path, [(done.id, "running", text)])  # its column copied from an older snapshot
+        recorder = Recorder(store, 100)
+        try:
+            with caplog.at_level(logging.WARNING, logger="virtjob.daemon"):
+                assert recorder.recover() == [], "it was not interrupted: it had ended"
+        finally:
+            recorder.close()
+        assert store.get_job(done.id) == done, "its document is kept (it was succeeded)"
+        assert _columns(path, done.id) == ("succeeded", done.ended, text)
+        assert store.count_final() == 1
+        [record] = _logged(caplog, done.id)
+        assert record.levelno == logging.WARNING
+        assert "was running by its state column but succeeded by its document" in (
+            record.getMessage()
+        )
+    finally:
+        store.close()

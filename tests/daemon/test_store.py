@@ -65,9 +65,9 @@ PRAGMA user_version=1;
 NET_UUID = uuid.UUID("dd8fe884-6c02-601e-7551-cca97df1c5df")
 
 
-def _v1_file(path: Path) -> None:
+def _v1_file(path: Path, version: int = 1) -> None:
     """A version-1 database with a succeeded, a failed, a running job and a definition (the
-    jobs' targets lie beside it)."""
+    jobs' targets lie beside it), its ``user_version`` set to `version`."""
     save, core = str(path.parent / "test.save"), str(path.parent / "core")
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.executescript(V1_SCHEMA)
@@ -89,12 +89,14 @@ def _v1_file(path: Path) -> None:
             "INSERT INTO definitions (host, type, uuid, name, xml) VALUES (?, ?, ?, ?, ?)",
             (HOST, "domain", str(uuid.uuid4()), "kept", "<domain/>"),
         )
+        db.execute(f"PRAGMA user_version={version}")
         db.commit()
 
 
-def test_a_version_1_file_is_converted_in_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 0], ids=["version-1", "no-version"])
+def test_a_version_1_file_is_converted_in_place(tmp_path: Path, version: int) -> None:
     path = tmp_path / "virtjobd.sqlite3"
-    _v1_file(path)
+    _v1_file(path, version)  # 0: virtjobd 0.1 left a version-1 table without the version
     store = Store(str(path))
     try:
         documents = {document.id: document for document in store.list_jobs()}
@@ -160,6 +162,45 @@ def test_a_later_schema_version_is_refused(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version=3")
     with pytest.raises(InternalError, match="schema version 3"):
         Store(str(path))
+
+
+@pytest.mark.parametrize(
+    ("version", "table", "found"),
+    [
+        (
+            1,
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, host TEXT)",
+            "no version's columns (host, id)",
+        ),
+        (0, "CREATE TABLE jobs (id TEXT, payload BLOB)", "no version's columns (id, payload)"),
+        (2, V1_SCHEMA.partition(";")[0], "version 1's columns"),
+    ],
+    ids=["version-1-unknown-table", "no-version-unknown-table", "version-2-of-version-1"],
+)
+def test_a_jobs_table_of_another_layout_is_refused_naming_the_file(
+    tmp_path: Path, version: int, table: str, found: str
+) -> None:
+    path = tmp_path / "virtjobd.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(table)
+        db.execute(f"PRAGMA user_version={version}")
+    with pytest.raises(InternalError) as refused:
+        Store(str(path))
+    assert refused.value.message.startswith(
+        f"state database {path} has schema version {version} but its jobs table has {found}"
+    )
+    assert "move it aside" in refused.value.message
+    assert "give another --state-dir" in refused.value.message
+
+
+def test_a_file_that_is_no_database_is_refused_saying_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "virtjobd.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(InternalError) as refused:
+        Store(str(path))
+    assert refused.value.message.startswith(f"cannot open the state database {path}: file is")
+    assert "move it aside" in refused.value.message
+    assert isinstance(refused.value.__cause__, sqlite3.DatabaseError)
 
 
 def test_a_finished_job_reads_back_as_the_same_json(tmp_path: Path) -> None:

@@ -13,16 +13,22 @@ Two tables:
   latest XML of every domain and network defined through the daemon, or a tombstone (NULL XML)
   for one undefined through it, in the order they happened; replayed on a fresh host at start.
 
-**A row this virtjobd cannot read** (damaged, or written by a newer virtjobd on the same
-state directory: a job kind or state it does not know) costs that job alone: listings leave
-it out (logged once per row), `get_job` raises the `InternalError` of `damaged` (which says
-to delete it), deleting and pruning work on the columns, and `interrupt_unfinished` marks an
-unfinished one failed through its columns, its document kept as it is.
+**A row this virtjobd cannot read** (damaged: not JSON text, JSON nested too deeply for the
+parser or with a number past what it reads, not a job document, another job's document; or
+written by a newer virtjobd on the same state directory: a job kind or state it does not
+know) costs that job alone: listings leave it out (logged once per row), `get_job` raises
+the `InternalError` of `damaged` (which says to delete it), deleting and pruning work on the
+columns, and `interrupt_unfinished` marks an unfinished one failed through its columns, its
+document kept as it is. A row whose ``state`` column says unfinished but whose readable
+document is final keeps its document (the record; the column is a copy): start-up sets the
+column from it.
 
 **Schema versions** (``PRAGMA user_version``): 1 had a column per field of the job; 2 (this
 one) keeps the document. A version-1 file is converted in place when opened, in one
 transaction: each row becomes the document it stood for (a row that cannot is dropped, and
-logged). A file of a later version is refused.
+logged). A file of version 0 (none set) is read by the layout of its ``jobs`` table (a
+version-1 table is converted). A file of a later version, or whose ``jobs`` table is not of
+the layout its version says, is refused, naming the file and what to do.
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a ``kill -9`` of the daemon loses
 at most the last throttled progress snapshot, never a committed row. It runs with
@@ -104,21 +110,29 @@ def _row(document: JobDocument) -> tuple[str, str, str, float, float | None, str
     )
 
 
-def _document(job_id: str, text: str) -> JobDocument:
+def _document(job_id: str, text: str | bytes) -> JobDocument:
     """The document stored as `text` for job `job_id`; `InternalError` (see `damaged`) if
-    this virtjobd cannot read it."""
+    this virtjobd cannot read it: not JSON, JSON nested too deeply for the parser
+    (`RecursionError`) or with a number of too many digits (`ValueError`), not a job
+    document, or another job's."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise damaged(job_id, f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply to read" if isinstance(exc, RecursionError) else str(exc)
+        raise damaged(job_id, f"not JSON: {reason}") from exc
     try:
-        return decode_stored_job(data)
+        document = decode_stored_job(data)
+    except RecursionError as exc:  # a value nested almost as deep as the parser allows
+        raise damaged(job_id, "a value in it is nested too deeply to read") from exc
     except InternalError as exc:
         reason = str(exc.__cause__ or exc)
         schema = data.get("schema") if isinstance(data, dict) else None
         if isinstance(schema, int) and not isinstance(schema, bool) and schema > DOCUMENT_SCHEMA:
             reason += f"; document schema {schema}, this virtjobd knows up to {DOCUMENT_SCHEMA}"
         raise damaged(job_id, reason, newer=isinstance(data, dict)) from exc
+    if document.id != job_id:
+        raise damaged(job_id, f"its document is that of job {document.id!r}")
+    return document
 
 
 def damaged(job_id: str, reason: str, *, newer: bool = False) -> InternalError:
@@ -192,7 +206,8 @@ class Store:
 
     def __init__(self, path: str) -> None:
         """Open (or create) the database at `path`, converting a version-1 file (see the
-        module docs); `InternalError` if it is unusable or of a later version."""
+        module docs); `InternalError` naming the file if it is unusable, damaged, of a later
+        version or of a layout this virtjobd does not know."""
         self.path = path
         self._lock = threading.Lock()
         self._skipped: set[str] = set()
@@ -216,7 +231,7 @@ class Store:
                     f" another --state-dir"
                 )
             with self._tx() as db:
-                if version == 1:
+                if self._layout(db, version) == 1:
                     self._migrate_v1(db)
                 db.execute(_JOBS)
                 for index in _INDEXES:
@@ -224,7 +239,41 @@ class Store:
                 db.execute(_DEFINITIONS)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
-            raise InternalError(f"cannot open the state database {path}: {exc}") from exc
+            remedy = ""
+            if getattr(exc, "sqlite_errorname", None) in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                remedy = (
+                    "; move it aside (virtjobd then starts with no job history and no recorded"
+                    " definitions) or give another --state-dir"
+                )
+            raise InternalError(f"cannot open the state database {path}: {exc}{remedy}") from exc
+
+    def _layout(self, db: sqlite3.Connection, version: int) -> int | None:
+        """The layout of the ``jobs`` table in a file of schema `version` (0 to 2): 1 (a
+        column per field), 2 (the document), or None (no table yet). Version 0 is a file no
+        virtjobd set the version of: its table tells (virtjobd 0.1 could leave a version-1
+        table there). `InternalError` naming the file and what to do, for a table of neither
+        layout or not of the layout its version says."""
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        if not columns:
+            return None
+        layout = None
+        if "document" in columns:
+            layout = 2
+        elif columns >= {name.strip() for name in _V1_COLUMNS.split(",")}:
+            layout = 1
+        if layout is None or version not in (0, layout):
+            found = "no version's" if layout is None else f"version {layout}'s"
+            raise InternalError(
+                f"state database {self.path} has schema version {version} but its jobs table"
+                f" has {found} columns ({', '.join(sorted(columns))}): it is damaged or was"
+                f" not written by virtjobd; move it aside (virtjobd then starts with no job"
+                f" history and no recorded definitions) or give another --state-dir"
+            )
+        if version == 0:
+            log.info(
+                "%s: no schema version set; its jobs table is of version %d", self.path, layout
+            )
+        return layout
 
     def _migrate_v1(self, db: sqlite3.Connection) -> None:
         """Turn the version-1 ``jobs`` table (a column per field) into documents, in place
@@ -386,27 +435,50 @@ class Store:
         damaged row (see `damaged`) is marked failed through its columns alone (``state``
         failed, ``ended`` `now`), its document kept as it is, and logged: it is then a
         finished job like the others, left out of listings, deletable, pruned in its turn.
+        A row whose document is final although its ``state`` column is not (the column is
+        a copy for queries; the document is the record) keeps its document: its columns are
+        set from it, and it is logged.
         """
         with self._tx() as db:
             before: list[JobDocument] = []
+            final: list[tuple[str, str, JobDocument]] = []
             broken: list[tuple[str, str, InternalError]] = []
             for job_id, state, text in db.execute(
                 f"SELECT id, state, document FROM jobs WHERE state NOT IN {_FINAL}"
             ).fetchall():
                 try:
-                    before.append(_document(job_id, text))
+                    document = _document(job_id, text)
                 except InternalError as error:
                     broken.append((job_id, state, error))
+                    continue
+                if document.info.state.terminal:
+                    final.append((job_id, state, document))
+                else:
+                    before.append(document)
             rows = [_row(rewrite(document)) for document in before]
             db.executemany(
                 "UPDATE jobs SET state=?, ended=?, document=? WHERE id=?",
                 [(state, ended, text, job_id) for job_id, _h, state, _c, ended, text in rows],
             )
             db.executemany(
+                "UPDATE jobs SET state=?, ended=? WHERE id=?",
+                [(str(doc.info.state), doc.ended, job_id) for job_id, _state, doc in final],
+            )
+            db.executemany(
                 "UPDATE jobs SET state='failed', ended=? WHERE id=?",
                 [(now, job_id) for job_id, _state, _error in broken],
             )
             self._skipped.update(job_id for job_id, _state, _error in broken)
+        for job_id, state, document in final:
+            log.warning(
+                "%s: job %s was %s by its state column but %s by its document: the column"
+                " now says %s, as the document does",
+                self.path,
+                job_id,
+                state,
+                document.info.state,
+                document.info.state,
+            )
         for job_id, state, problem in broken:
             log.error(
                 "%s: job %s was %s when the daemon stopped: marked failed, its document left as"
