@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
@@ -127,7 +128,8 @@ def error_answer(error: VirtError) -> tuple[int, bytes, list[tuple[bytes, bytes]
 
     Errors that mean a bug or a failure of the host (status 500 and above, but 503) are
     logged: with their traceback and causes when the cause is not a `VirtError` (a bug) or
-    when debug logging is on, else on one line with the chain of their causes (`causes`).
+    when debug logging is on, else on one line with the chain of their causes (`causes`);
+    the message and causes are `loggable` (they may quote what the client sent).
     """
     status = status_for(error)
     if status >= 500 and status != 503:
@@ -138,8 +140,8 @@ def error_answer(error: VirtError) -> tuple[int, bytes, list[tuple[bytes, bytes]
         log.error(
             "request failed: %s: %s%s",
             type(error).__name__,
-            error,
-            "" if trace else causes(error),
+            loggable(str(error)),
+            "" if trace else loggable(causes(error)),
             exc_info=error if trace else None,
         )
     data = encode_error(error)
@@ -148,6 +150,27 @@ def error_answer(error: VirtError) -> tuple[int, bytes, list[tuple[bytes, bytes]
     )
     headers = [(b"www-authenticate", b'Bearer realm="virtjobd"')] if status == 401 else []
     return status, body, headers
+
+
+_UNLOGGABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+"""What `loggable` escapes: C0 and C1 controls, DEL, the Unicode line and paragraph
+separators, and the backslash (so an escape in the log always means one was made)."""
+
+
+def loggable(text: str) -> str:
+    """`text` (client-controlled: a path, a query, a name) fit for one line of the log: what
+    `_UNLOGGABLE` matches written as a ``\\xNN``/``\\uNNNN`` escape (a backslash as
+    ``\\\\``), lone surrogates as `printable` writes them. Valid text without those comes
+    back unchanged. Raises nothing."""
+    return printable(_UNLOGGABLE.sub(_escape, text))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def causes(error: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 import virtjob
 from virtjob.errors import InvalidArgError, VirtError
@@ -41,6 +43,7 @@ def create_app(service: Service) -> Gate:
 
     app = FastAPI(
         lifespan=lifespan,
+        redirect_slashes=False,
         title="virtjobd",
         version=virtjob.__version__,
         summary="Virtual machines and networks managed through asynchronous, cancellable jobs.",
@@ -99,6 +102,41 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "malformed request: " + "; ".join(problems)
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""The methods a 405's ``Allow`` header may list (`_allowed`)."""
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods the request's path has: those of every route, FastAPI's and the `Gate`'s
+    `PLAIN_ROUTES`, whose path it matches (Starlette's 405 lists only the first such route's,
+    and knows nothing of the plain routes)."""
+    allowed = set()
+    path: str = request.scope["path"]
+    for method in METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.add(method)
+    allowed.update(route.method for route in PLAIN_ROUTES if route.matches(path))
+    return [method for method in METHODS if method in allowed]
+
+
+def _body_message(cause: ValueError | RecursionError) -> str:
+    """What is wrong with a request body the JSON parser refused with `cause` (FastAPI reports
+    a `json.JSONDecodeError` itself, as a validation error, and any other as "error parsing
+    the body")."""
+    if isinstance(cause, RecursionError):
+        return (
+            "malformed request: the body is not JSON this API reads: it is nested too deeply;"
+            " a body is a JSON object of the fields the route lists (see /openapi.json)"
+        )
+    if "digits" in str(cause):  # int('1' * 5000): past sys.get_int_max_str_digits()
+        return (
+            f"malformed request: the body is not JSON this API reads: it holds a number of more"
+            f" than {sys.get_int_max_str_digits()} digits"
+        )
+    return f"malformed request: the body is not valid JSON ({cause})"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def virt_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, VirtError)
@@ -108,17 +146,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(InvalidArgError(_validation_message(exc)))
 
-    async def http_error(_request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         message = f"{exc.detail}: see /openapi.json for the routes of this API"
         error: VirtError
         if exc.status_code in (404, 405):
             error = NoRouteError(message, exc.status_code)
+        elif exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+            error = InvalidArgError(_body_message(exc.__cause__))  # the body is not JSON
         else:
             error = RequestRefusedError(message, exc.status_code)
         response = error_response(error)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["allow"] = ", ".join(_allowed(request))
         return response
 
     async def unexpected_error(_request: Request, exc: Exception) -> Response:

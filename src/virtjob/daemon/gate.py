@@ -2,18 +2,25 @@
 the request log; it hands the requests of the plain routes (`virtjob.daemon.routes.plain`) to
 them, and every other request to FastAPI.
 
-It runs before routing and before any body is read, so a request without the right token or
-with a body over the limit is refused without touching the application:
+It runs before routing and before any body is read, so a request without the right token,
+with a path no route can mean, or with a body over the limit is refused without touching the
+application:
 
 - with a token configured, a request lacking ``Authorization: Bearer TOKEN`` gets 401
   ``auth-failed`` (compared in constant time);
+- a path holding an escaped ``/`` (``%2F``, any case, in ``raw_path``: the path as sent), or
+  a ``.`` or ``..`` segment once decoded, gets 400 ``invalid-arg`` (`path_refusal`): routing
+  works on the decoded path, where ``%2F`` would become a separator and carry a request to
+  another route (``{id}%2Fcancel`` to the cancel route), and no name, UUID, host or job id
+  ever contains ``/`` or is ``.`` or ``..``, so no request of the API needs either;
 - a ``Content-Length`` over the limit gets 413 at once, before the body is read; a chunked
   body is read up to the limit and refused with 413 as soon as it passes it.
 
-With debug logging on, every request is logged once answered: method, path, status, duration
-and peer (`RequestLog`). Whether it is on is asked once per request; off, the log costs that
-question alone. Written as plain ASGI (no ``BaseHTTPMiddleware``) to keep the per-request cost
-tiny.
+With debug logging on, every request is logged once answered (refused ones too): method,
+path, status, duration and peer (`RequestLog`), each escaped (`loggable`: a control character
+in a decoded path cannot forge a line of the log). Whether it is on is asked once per request;
+off, the log costs that question alone. Written as plain ASGI (no ``BaseHTTPMiddleware``) to
+keep the per-request cost tiny.
 """
 
 from __future__ import annotations
@@ -23,8 +30,18 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from virtjob.errors import InvalidArgError
+from virtjob.paths import printable
 
-from .answers import BodyTooLargeError, Message, Receive, Scope, Send, auth_refused, send_error
+from .answers import (
+    BodyTooLargeError,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    auth_refused,
+    loggable,
+    send_error,
+)
 from .security import token_matches
 
 log = logging.getLogger("virtjob.daemon.requests")
@@ -58,13 +75,32 @@ class RequestLog:
         query = scope.get("query_string", b"")
         log.debug(
             "%s %s%s -> %d in %.2f ms%s",
-            scope["method"],
-            scope["path"],
-            "?" + query.decode("latin-1") if query else "",
+            loggable(scope["method"]),
+            loggable(scope["path"]),
+            "?" + loggable(query.decode("latin-1")) if query else "",
             self.status,
             (time.perf_counter() - self.started) * 1000,
-            f" from {peer[0]}:{peer[1]}" if peer else "",
+            f" from {loggable(f'{peer[0]}:{peer[1]}')}" if peer else "",
         )
+
+
+def path_refusal(scope: Scope) -> InvalidArgError | None:
+    """The error refusing a request whose path holds an escaped ``/`` or a ``.`` or ``..``
+    segment (see the module docs), or None for any other path."""
+    raw: bytes = scope.get("raw_path") or b""
+    path: str = scope["path"]
+    if b"%" in raw and b"%2f" in raw.lower():
+        why = "an escaped '/' (%2F)"
+    elif "/." in path and any(part in (".", "..") for part in path.split("/")):
+        why = "a '.' or '..' segment"
+    else:
+        return None
+    shown = raw.decode("latin-1") if raw else printable(path)  # as sent, escapes and all
+    return InvalidArgError(
+        f"malformed request path {shown!r}: it holds {why}; names, UUIDs, hosts and job ids"
+        f" never contain '/' nor are '.' or '..', so no route takes one: see /openapi.json for"
+        f" the routes of this API"
+    )
 
 
 class Gate:
@@ -110,6 +146,10 @@ class Gate:
                 chunked = True
         if self.token is not None and not token_matches(self.token, authorization):
             await send_error(send, auth_refused(authorization))
+            return
+        refusal = path_refusal(scope)
+        if refusal is not None:
+            await send_error(send, refusal)
             return
         if length is not None:
             if not length.isdigit():

@@ -42,13 +42,15 @@ import ssl
 import sys
 import threading
 from collections.abc import Generator
+from http import HTTPStatus
 from typing import Any, cast
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from virtjob.errors import InvalidArgError
+from virtjob.errors import InvalidArgError, VirtError
 
 from .answers import TooManyConnectionsError, error_answer
 from .app import create_app
@@ -120,17 +122,38 @@ def _over_limit(loop: asyncio.AbstractEventLoop, config: _Config, connections: i
 def _refusal(config: _Config) -> bytes:
     """The 503 answer for a connection over the limit (written on the connection itself,
     before any HTTP protocol runs; the body is `error_answer`'s, as every error's)."""
-    status, body, _headers = error_answer(
+    return _closing_answer(
         TooManyConnectionsError(
             f"virtjobd serves at most {config.max_connections} connections at once"
             f" (--max-connections) and has that many; close idle ones or retry later"
         )
     )
-    head = (
-        b"HTTP/1.1 %d Service Unavailable\r\ncontent-type: application/json\r\n"
-        b"connection: close\r\ncontent-length: %d\r\n\r\n" % (status, len(body))
+
+
+def _unreadable(exc: BaseException | None) -> bytes:
+    """The 400 answer for a request the HTTP parser refused with `exc` (a malformed request
+    line or header: see `GuardedHttpToolsProtocol.send_400_response`)."""
+    reason = str(exc) if exc is not None else "it could not be parsed"
+    if isinstance(exc, httptools.HttpParserCallbackError) and exc.__context__ is not None:
+        reason = str(exc.__context__)  # what uvicorn's callback refused, not "callback error"
+    return _closing_answer(
+        InvalidArgError(
+            f"malformed HTTP request ({reason.rstrip('.')}): virtjobd reads HTTP/1.1 requests"
+            f" with a method of the API, a percent-encoded ASCII path and well-formed headers;"
+            f" see /openapi.json for the routes of this API"
+        )
     )
-    return head + body
+
+
+def _closing_answer(error: VirtError) -> bytes:
+    """The whole HTTP answer to `error` (`error_answer`'s status and body), for a connection
+    closed right after it."""
+    status, body, _headers = error_answer(error)
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n" % (
+        status,
+        HTTPStatus(status).phrase.encode(),
+    )
+    return head + b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body) + body
 
 
 def _daemon_config(config: uvicorn.Config) -> _Config:
@@ -242,6 +265,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Parse, then run the clock if a request is still incomplete."""
         super().data_received(data)
         self._check()
+
+    def send_400_response(self, msg: str) -> None:  # noqa: ARG002 - ours says why
+        """Answer a request the HTTP parser refused (uvicorn calls this while handling the
+        parser's error) in the API's error shape, not uvicorn's plain text, and close."""
+        self.transport.write(_unreadable(sys.exception()))
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         """A request starts."""

@@ -24,7 +24,7 @@ from .deps import (
 from .hosts import start_job
 from .table import host_route
 
-router = APIRouter(prefix=API_PREFIX, tags=["domains"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["domains"], responses=ERRORS, redirect_slashes=False)
 
 
 @host_route(router, "list_domains")

@@ -28,7 +28,7 @@ from ..service import Service
 from .deps import DriverName, Instance, ReadHost, ServiceDep
 from .table import HOST_PREFIX, daemon_route, host_route
 
-router = APIRouter(prefix=API_PREFIX, tags=["hosts"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["hosts"], responses=ERRORS, redirect_slashes=False)
 
 
 def start_job(service: Service, host: Hosted, start: Callable[[], Job]) -> Response:

@@ -40,7 +40,7 @@ QUERY_MEANING = {
 }
 """What the numeric query parameters take, for the message refusing another value."""
 
-router = APIRouter(prefix=API_PREFIX, tags=["jobs"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["jobs"], responses=ERRORS, redirect_slashes=False)
 
 
 async def get_job(service: ServiceDep, job_id: JobId) -> bytes:

@@ -15,7 +15,7 @@ from .deps import ChangeHost, ChangeNetwork, ReadHost, ReadNetwork, ServiceDep
 from .hosts import start_job
 from .table import host_route
 
-router = APIRouter(prefix=API_PREFIX, tags=["networks"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["networks"], responses=ERRORS, redirect_slashes=False)
 
 
 @host_route(router, "list_networks")

@@ -81,6 +81,12 @@ class PlainRoute:
         self._handler = handler
         self._services = services
 
+    def matches(self, path: str) -> bool:
+        """Whether this route's path template matches `path`, whatever the method (as the
+        callable of `serve` checks it, inline there: it runs for every request)."""
+        value = path[len(self.prefix) :] if path.startswith(self.prefix) else ""
+        return bool(value) and "/" not in value
+
     def serve(self, service: Service) -> Callable[[Scope, Receive, Send], Awaitable[bool]]:
         """The plain ASGI callable that answers this route's requests for `service`; it
         returns False at once, having done nothing, for a request that is not one."""
