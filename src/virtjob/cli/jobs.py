@@ -3,6 +3,9 @@ domain: domjobinfo, domjobabort."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import click
 
 from virtjob.cli.completion import complete_job
@@ -12,6 +15,7 @@ from virtjob.cli.jobrun import conclude, follow
 from virtjob.cli.output import (
     CliError,
     ExitCode,
+    document_json,
     echo_fields,
     echo_json,
     echo_table,
@@ -25,6 +29,9 @@ from virtjob.cli.progress import make_display
 from virtjob.errors import NoJobError
 from virtjob.job import Job
 from virtjob.jobs import JobInfo, JobState
+
+if TYPE_CHECKING:
+    from virtjob.api.document import JobDocument
 
 JOB_ID = click.argument(
     "job_id", metavar="ID", callback=non_empty("job-list"), shell_complete=complete_job
@@ -73,22 +80,34 @@ def job_list(app: App, as_json: bool) -> None:
     Example:
       virtjob -c 'test+unix:///default?socket=/tmp/vj.sock' job-list
     """
+    documents = _documents(app.conn.list_jobs())
     if as_json:
-        echo_json([job_json(job) for job in app.conn.list_jobs()])
+        echo_json([document_json(document) for document in documents])
         return
-    jobs = [(job, job.info()) for job in app.conn.list_jobs()]
     rows = [
         (
-            job.id,
-            str(job.kind),
-            job.subject,
-            str(info.state),
-            format_percent(info.percent),
-            format_duration(info.elapsed),
+            document.id,
+            str(document.kind),
+            document.subject,
+            str(document.info.state),
+            format_percent(document.info.percent),
+            format_duration(document.info.elapsed),
         )
-        for job, info in jobs
+        for document in documents
     ]
     echo_table(("Id", "Kind", "Subject", "State", "Progress", "Elapsed"), rows)
+
+
+def _documents(jobs: Iterable[Job[object]]) -> list[JobDocument]:
+    """The document of each of `jobs`, leaving out those destroyed (or pruned by the daemon)
+    since they were listed: a job gone meanwhile is no longer one of the host's jobs."""
+    out: list[JobDocument] = []
+    for job in jobs:
+        try:
+            out.append(job.document())
+        except NoJobError:
+            continue
+    return out
 
 
 @click.command("job-info")

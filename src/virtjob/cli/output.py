@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -28,6 +28,9 @@ from virtjob.errors import (
 )
 from virtjob.jobs import Job
 from virtjob.network import NetworkInfo
+
+if TYPE_CHECKING:
+    from virtjob.api.document import JobDocument
 
 
 class ExitCode(enum.IntEnum):
@@ -123,9 +126,14 @@ def network_json(info: NetworkInfo) -> dict[str, Any]:
 def job_json(job: Job) -> dict[str, Any]:
     """The documented JSON shape of a job: its `virtjob.api.JobDocument`, as virtjobd answers
     ``GET /v1/jobs/{id}`` (docs/api.md). Raises `NoJobError` once the job is destroyed."""
+    return document_json(job.document())
+
+
+def document_json(document: JobDocument) -> dict[str, Any]:
+    """`job_json` of a document already fetched."""
     from virtjob.api.document import encode_job  # only a command printing a job needs it
 
-    return encode_job(job.document())
+    return encode_job(document)
 
 
 # -- text -------------------------------------------------------------------------------------
