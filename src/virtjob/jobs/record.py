@@ -204,10 +204,11 @@ class JobRecord:
     def times(self) -> tuple[float, float | None, float | None]:
         """When the job was created, started and ended, as wall-clock times (None: not yet).
         The caller holds `lock`."""
-        offset = self.created_at - self.created_mono
-        started = self.started_at + offset if self.started_at else None
-        ended = self.ended_at + offset if self.ended_at else None
-        return self.created_at, started, ended
+        return self.created_at, self.wall(self.started_at), self.wall(self.ended_at)
+
+    def wall(self, moment: float) -> float | None:
+        """`moment` (a monotonic time of this job; 0: never) as a wall-clock time, or None."""
+        return moment + (self.created_at - self.created_mono) if moment else None
 
     def info(self) -> JobInfo:
         """Return the current `JobInfo`."""
