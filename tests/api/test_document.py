@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import uuid
 from typing import Any
 
@@ -23,8 +24,9 @@ from virtjob.api import (
 from virtjob.api.document import decode_stored_job
 from virtjob.drivers.base import DomainRef, NetworkRef
 from virtjob.errors import InternalError, OperationFailedError, XMLError
-from virtjob.jobs import JobInfo, JobKind, JobOutcome, JobState, LocalJobDriver
+from virtjob.jobs import JobContext, JobInfo, JobKind, JobOutcome, JobState, LocalJobDriver
 from virtjob.jobs.job import Job
+from virtjob.jobs.local import hold_new_jobs
 
 RUNNING = JobInfo(JobState.RUNNING, True, 1.5, 3.0, 33.0, 10, 30, False)
 GOOD: dict[str, Any] = encode_info(RUNNING)
@@ -217,4 +219,31 @@ def test_a_failed_job_without_a_recorded_error_raises_internal_error_from_result
         with pytest.raises(InternalError, match="no error was recorded"):
             job.result(timeout=10)
     finally:
+        driver.close()
+
+
+def test_a_document_says_when_its_job_last_progressed() -> None:
+    """`progressed`: the wall-clock time its percent last advanced, None before it reports
+    any; carried by the codec like every other field."""
+    driver = LocalJobDriver()
+    gate = threading.Event()
+
+    def worker(ctx: JobContext) -> None:
+        ctx.initialize()
+        ctx.update(percent=40.0)
+        gate.wait(30)
+
+    try:
+        with hold_new_jobs():
+            job: Job[object] = driver.start_job(JobKind.DOMAIN_SAVE, "vm", worker)
+            assert job.document().progressed is None  # queued: no progress yet
+        info = next(i for i in job.watch(0.0) if i.percent == 40.0)
+        document = job.document()
+        assert document.started is not None
+        assert document.progressed is not None
+        assert document.started <= document.progressed <= document.started + info.elapsed
+        again = decode_job(json.loads(json.dumps(encode_job(document))))
+        assert again.progressed == document.progressed
+    finally:
+        gate.set()
         driver.close()

@@ -57,6 +57,9 @@ class JobDocument:
     """When it started running, if it has."""
     ended: float | None = None
     """When it ended, if it has."""
+    progressed: float | None = None
+    """When its percent last advanced (or it was initialized): a running job whose
+    ``progressed`` is long past is stalled. None before it reports any progress."""
     schema: int = SCHEMA_VERSION
 
     @property
@@ -81,6 +84,7 @@ class JobDocument:
         created: float,
         started: float | None,
         ended: float | None,
+        progressed: float | None = None,
     ) -> JobDocument:
         """The document of a job from what its job driver knows (the one mapping from a
         running job to its document; a result that is not a ref is left out)."""
@@ -102,6 +106,7 @@ class JobDocument:
             created=created,
             started=started,
             ended=ended,
+            progressed=progressed,
         )
 
 

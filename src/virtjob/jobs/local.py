@@ -327,6 +327,7 @@ class LocalJobDriver:
                 else None
             )
             created, started, ended = record.times()
+            progressed = record.wall(record.percent_at)
         return JobDocument.build(
             job_id=record.id,
             host=self.host,
@@ -338,6 +339,7 @@ class LocalJobDriver:
             created=created,
             started=started,
             ended=ended,
+            progressed=progressed,
         )
 
     def job_add_done_callback(self, job_id: str, fn: Callable[[], None]) -> None:
