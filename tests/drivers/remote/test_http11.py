@@ -179,3 +179,18 @@ def test_what_it_raises(serve: Serve, transports: list[HTTP11Transport], tmp_pat
         get(transport)
     with pytest.raises(ValueError, match="either uds or host and port"):
         HTTP11Transport(host="127.0.0.1")
+
+
+@pytest.mark.parametrize("value", ["a\r\nx-injected: 1", "a\nb", "a\rb", "a\0b"])
+def test_a_header_with_cr_lf_or_nul_is_refused(
+    serve: Serve, transports: list[HTTP11Transport], value: str
+) -> None:
+    server = serve(keep_answering)
+    transport = make(transports, server.path)
+    for headers in ({"authorization": value}, {value: "x"}):
+        request = httpx.Request("GET", "http://virtjobd/v1/ok", headers=headers)
+        with pytest.raises(httpx.LocalProtocolError, match="holds a CR, LF or NUL") as caught:
+            transport.handle_request(request)
+        assert value not in str(caught.value), "a header value may be a secret"
+    assert get(transport)[0].read() == OK
+    assert server.lines() == [b"GET /v1/ok HTTP/1.1"], "only the sound request was sent"

@@ -104,6 +104,29 @@ def test_the_token_goes_with_every_request(
     assert tokens == [b"Bearer from-the-file"] * 2 + [b"Bearer from-the-environment"]
 
 
+@pytest.mark.parametrize("token", ["first\nsecond", "a\r\nx-injected: 1", "esc\x1b[2J"])
+def test_a_token_that_is_not_one_line_is_refused(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    """A token with a line break would end the authorization header and start others (header
+    injection): refused when read, naming where it came from; nothing is sent."""
+    server = serve(keep_answering)
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    with pytest.raises(InvalidArgError, match=f"token_file {token_file} .* must be one line"):
+        Transport(parse_uri(server.uri(token_file=str(token_file))))
+    monkeypatch.setenv("VIRTJOB_TOKEN", token)
+    with pytest.raises(InvalidArgError, match=r"\$VIRTJOB_TOKEN .* must be one line"):
+        Transport(parse_uri(server.uri()))
+    assert server.requests == []
+
+
+def test_a_host_no_url_can_hold_is_an_invalid_argument(transports: list[Transport]) -> None:
+    transport = open_transport(transports, "test+tcp://bad\0host:1/default")
+    with pytest.raises(InvalidArgError, match="check the host and the parameters of test"):
+        transport.call("GET", "/v1/version")
+
+
 # -- how answers are read --------------------------------------------------------------------
 
 
@@ -199,7 +222,10 @@ def test_the_event_stream_is_read_as_events_arrive(
         assert request is not None
         assert request.headers[b"accept"] == b"text/event-stream"
         assert request.line == b"GET /v1/jobs/x/events?interval=0.5 HTTP/1.1"
-        peer.send_drained(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        peer.send_drained(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
         for number in range(3):
             event = f': comment\nevent: info\ndata: {{"n": {number}}}\n\n'.encode()
             wire = b"%x\r\n%s\r\n" % (len(event), event)
@@ -325,8 +351,11 @@ def test_malformed_http_is_a_connect_error(
     server = serve(handler)
     transport = open_transport(transports, server.uri())
     for method in ("POST", "GET"):
-        with pytest.raises(ConnectError, match=f"virtjobd at unix socket {server.path}"):
+        with pytest.raises(ConnectError, match=f"at unix socket {server.path} is not") as caught:
             transport.call(method, "/v1/x")
+        assert "answered with malformed HTTP" in caught.value.message
+        assert "is virtjobd running" not in caught.value.message
+    assert server.lines() == [b"POST /v1/x HTTP/1.1", b"GET /v1/x HTTP/1.1"], "sent once each"
 
 
 @pytest.mark.parametrize(

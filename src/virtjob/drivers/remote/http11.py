@@ -23,10 +23,20 @@ well. What it supports is what virtjobd needs, and no more:
 - no proxies, redirects, cookies, authentication or compression (the daemon never uses them;
   the caller sends its own headers, ``authorization`` included);
 - the timeouts of the request's ``timeout`` extension (``connect``, ``read``, ``write``; as
-  httpx sets it; None means wait forever), else those the transport was made with;
+  httpx sets it; None means wait forever), else those the transport was made with. The read
+  timeout bounds the whole answer, head and body, from the moment the request is sent (not
+  each read: a server trickling bytes cannot stretch it); the reader of a streamed body may
+  move that deadline (`Body.deadline`: an event stream gives each event its own);
 - streamed answers (server-sent events): the body is read as the caller iterates it; an
   answer already complete when its head arrives (the common case) gives its connection back
-  to the pool at once; closing an answer not read to its end closes its connection;
+  to the pool at once; closing an answer not read to its end shuts its connection down (a
+  thread blocked reading it wakes) and closes it; `Body.read` reads a body whole, up to a
+  limit (`BodyTooLarge` beyond it, before the rest is read);
+- answers are checked before they cost memory: a head (status line, headers and any interim
+  1xx answers before it) of at most `MAX_HEAD` bytes and `MAX_HEADERS` headers, else
+  `MalformedAnswerError` (a `httpx.RemoteProtocolError`), as for anything llhttp cannot parse;
+- the request's head is checked as it is written: a header name or value holding CR, LF or
+  NUL (which would inject header lines) raises `httpx.LocalProtocolError`, and nothing is sent;
 - a pool of idle connections, at most `max_idle` (one per client thread is what matters) and
   each for at most `keepalive_expiry` seconds; an idle connection the server has closed (it
   is readable) is dropped before use. Connections in use are not limited: a long poll or an
@@ -36,7 +46,10 @@ well. What it supports is what virtjobd needs, and no more:
 The transport never sends a request twice: the caller decides. For that it may pass an
 `Attempt` as the request's ``virtjob.attempt`` extension, which the transport fills in: did the
 request go out on a connection that had carried an earlier exchange (``reused``), did any
-byte of the answer come back (``answered``).
+byte of the answer come back (``answered``). A connection that closes before or in the middle
+of an answer raises `httpx.RemoteProtocolError` (worth a retry); an answer that is not HTTP,
+or too big to be a sane one, raises its subclass `MalformedAnswerError` (the same server
+would answer the same way again: not worth one).
 
 Each request is logged at DEBUG on ``virtjob.remote.http`` (method, target, status, time,
 new or reused connection), checked once per request so that it costs nothing when disabled.
@@ -62,7 +75,29 @@ ATTEMPT = "virtjob.attempt"
 """The request extension that carries an `Attempt` for the transport to fill in."""
 RECV_SIZE = 65536
 """Bytes asked of the socket per read."""
+MAX_HEAD = 65536
+"""Most bytes an answer's head may take (with the interim 1xx answers before it)."""
+MAX_HEADERS = 100
+"""Most header lines an answer may have."""
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
+
+
+class MalformedAnswerError(httpx.RemoteProtocolError):
+    """The server's answer is not HTTP/1.1 as this transport reads it: unparsable, a
+    protocol switch, or a head over `MAX_HEAD` bytes or `MAX_HEADERS` headers. The
+    connection is closed; sending the request again would get the same answer."""
+
+
+class BodyTooLarge(Exception):
+    """`Body.read` met a body longer than its limit (the connection is closed)."""
+
+    def __init__(self, limit: int, length: int | None) -> None:
+        super().__init__(
+            f"the answer's body is {'longer' if length is None else f'{length} bytes'},"
+            f" more than the {limit} bytes allowed"
+        )
+        self.limit = limit
+        self.length = length
 
 
 class Attempt:
@@ -95,16 +130,19 @@ class _Connection:
         "answered",
         "chunks",
         "complete",
+        "head_size",
         "headers",
         "headers_done",
         "idle_since",
         "keep_alive",
         "parser",
         "poller",
+        "reads",
         "reused",
         "sock",
         "status",
         "timeout",
+        "too_many_headers",
     )
 
     def __init__(self, sock: socket.socket) -> None:
@@ -122,6 +160,9 @@ class _Connection:
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
+        self.reads = 0
+        self.head_size = 0
+        self.too_many_headers = False
 
     def begin(self) -> None:
         """Get ready to read the answer of a new request."""
@@ -131,6 +172,9 @@ class _Connection:
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
+        self.reads = 0
+        self.head_size = 0
+        self.too_many_headers = False
 
     def set_timeout(self, timeout: float | None) -> None:
         """The socket's timeout, changed only if it differs (each change is a system call)."""
@@ -143,7 +187,10 @@ class _Connection:
         return bool(self.poller.poll(0))
 
     def close(self) -> None:
-        """Close the socket (never raises)."""
+        """Shut the socket down, then close it (never raises). The shutdown wakes a thread
+        blocked reading it (closing alone would leave it asleep until data came)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -153,6 +200,14 @@ class _Connection:
             name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
         )
 
+    def content_length(self) -> int | None:
+        """The answer's Content-Length, None if it has none (or an unreadable one: the parser
+        refuses that)."""
+        for name, value in self.headers:
+            if name.lower() == b"content-length":
+                return int(value) if value.strip().isdigit() else None
+        return None
+
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -160,8 +215,12 @@ class _Connection:
             self.keep_alive = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.complete:
+        if self.complete:
+            return
+        if len(self.headers) < MAX_HEADERS:
             self.headers.append((name, value))
+        else:
+            self.too_many_headers = True
 
     def on_headers_complete(self) -> None:
         if self.complete:
@@ -255,7 +314,7 @@ class HTTP11Transport(httpx.BaseTransport):
         conn.close()
 
     def _discard(self, conn: _Connection) -> None:
-        """Close a connection that is not to be used again."""
+        """Shut down and close a connection that is not to be used again."""
         with self._lock:
             self._busy.discard(conn)
         conn.close()
@@ -306,17 +365,19 @@ class HTTP11Transport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and return the answer once its head has arrived (see the module
-        docs). Raises httpx's exceptions: `ConnectError`/`ConnectTimeout` when no connection
-        could be made, `WriteError`/`WriteTimeout` while sending, `ReadError`/`ReadTimeout`/
-        `RemoteProtocolError` while reading the head; `RuntimeError` after `close()`."""
+        docs); its stream is a `Body`. Raises httpx's exceptions: `LocalProtocolError` for a
+        header that would break the request's head (nothing is sent), `ConnectError`/
+        `ConnectTimeout` when no connection could be made, `WriteError`/`WriteTimeout` while
+        sending, `ReadError`/`ReadTimeout`/`RemoteProtocolError` (`MalformedAnswerError`
+        included) while reading the head; `RuntimeError` after `close()`."""
         extensions = request.extensions
         timeouts = extensions.get("timeout") or self._timeouts
         attempt: Attempt | None = extensions.get(ATTEMPT)
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
-        head, body = _serialize(request)
         conn: _Connection | None = None
         try:
+            head, body = _serialize(request)
             conn = self._checkout(timeouts.get("connect"))
             if attempt is not None:
                 attempt.reused = conn.reused
@@ -328,9 +389,11 @@ class HTTP11Transport(httpx.BaseTransport):
                 raise httpx.WriteTimeout(f"timed out sending the request ({exc})") from exc
             except OSError as exc:
                 raise httpx.WriteError(_reason(exc)) from exc
-            conn.set_timeout(timeouts.get("read"))
+            read = timeouts.get("read")
+            deadline = None if read is None else time.monotonic() + read
+            conn.set_timeout(read)
             while not conn.headers_done:
-                _read_more(conn, attempt)
+                _read_more(conn, attempt, deadline)
         except BaseException as exc:
             if debug:
                 log.debug(
@@ -358,29 +421,38 @@ class HTTP11Transport(httpx.BaseTransport):
         status, headers, chunks = conn.status, conn.headers, conn.chunks
         if conn.complete:
             self._release(conn)
-            stream = _Body(chunks, None, None)
+            stream = Body(chunks, None, None, None)
         else:
             conn.chunks = []
-            stream = _Body(chunks, self, conn)
+            stream = Body(chunks, self, conn, deadline)
         return httpx.Response(status, headers=headers, stream=stream, request=request)
 
 
-class _Body(httpx.SyncByteStream):
+class Body(httpx.SyncByteStream):
     """The body of an answer: what has arrived, then what the socket brings as it is iterated.
 
-    Reading it to its end gives the connection back to the pool; `close()` before that closes
-    the connection (an unread rest cannot be skipped cheaply). Reading raises `ReadError`,
+    Reading it to its end gives the connection back to the pool; `close()` before that shuts
+    the connection down and closes it (an unread rest cannot be skipped cheaply), from any
+    thread: one blocked reading it wakes with an error. Reading raises `ReadError`,
     `ReadTimeout` or `RemoteProtocolError`.
     """
 
-    __slots__ = ("_chunks", "_conn", "_transport")
+    __slots__ = ("_chunks", "_conn", "_transport", "deadline")
 
     def __init__(
-        self, chunks: list[bytes], transport: HTTP11Transport | None, conn: _Connection | None
+        self,
+        chunks: list[bytes],
+        transport: HTTP11Transport | None,
+        conn: _Connection | None,
+        deadline: float | None,
     ) -> None:
         self._chunks = chunks
         self._transport = transport
         self._conn = conn
+        self.deadline = deadline
+        """When (`time.monotonic()`) the rest of the body must have come, else `ReadTimeout`;
+        None: no limit. The request's read timeout set it; a streamed body's reader may move
+        it as it goes (an event stream gives each event its own)."""
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._chunks
@@ -390,7 +462,7 @@ class _Body(httpx.SyncByteStream):
             return
         while True:
             try:
-                _read_more(conn, None)
+                _read_more(conn, None, self.deadline)
             except BaseException:
                 self.close()
                 raise
@@ -402,6 +474,33 @@ class _Body(httpx.SyncByteStream):
         assert transport is not None
         transport._release(conn)
 
+    def read(self, limit: int) -> bytes:
+        """The whole body, at most `limit` bytes; `BodyTooLarge` (the connection closed) if it
+        is longer: at once when its Content-Length says so, else once `limit` bytes came.
+        Raises what iterating raises."""
+        conn = self._conn
+        if conn is None:  # all of it came with the head (the common case)
+            body = b"".join(self._chunks)
+            self._chunks = []
+            if len(body) > limit:
+                raise BodyTooLarge(limit, len(body))
+            return body
+        length = conn.content_length()  # the body is still coming: is it said to be too long?
+        if length is not None and length > limit:
+            self.close()
+            raise BodyTooLarge(limit, length)
+        pieces = []
+        size = 0
+        try:
+            for piece in self:
+                size += len(piece)
+                if size > limit:
+                    raise BodyTooLarge(limit, None)
+                pieces.append(piece)
+        finally:
+            self.close()
+        return b"".join(pieces)
+
     def close(self) -> None:
         """Close the connection unless the body was read to its end (then this is a no-op)."""
         conn, self._conn = self._conn, None
@@ -410,7 +509,8 @@ class _Body(httpx.SyncByteStream):
 
 
 def _serialize(request: httpx.Request) -> tuple[bytes, bytes]:
-    """The head and the body of `request` as they go on the wire."""
+    """The head and the body of `request` as they go on the wire; `httpx.LocalProtocolError`
+    if a header name or value holds CR, LF or NUL."""
     stream = request.stream
     body = b"".join(stream) if isinstance(stream, httpx.SyncByteStream) else b""
     headers = request.headers.raw
@@ -430,11 +530,33 @@ def _serialize(request: httpx.Request) -> tuple[bytes, bytes]:
     if not has_length and (body or request.method not in ("GET", "HEAD", "OPTIONS")):
         lines.append(b"content-length: %d\r\n" % len(body))
     lines.append(b"\r\n")
-    return b"".join(lines), body
+    head = b"".join(lines)
+    # One CR and one LF per line, no NUL: three scans of the whole head (cheaper than one per
+    # header); only when they fail is the culprit looked for.
+    if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines) or b"\0" in head:
+        raise httpx.LocalProtocolError(_unsafe(request))
+    return head, body
 
 
-def _read_more(conn: _Connection, attempt: Attempt | None) -> None:
-    """Read once from the socket and feed the parser; raise httpx's error if that fails."""
+def _unsafe(request: httpx.Request) -> str:
+    """What makes `request`'s head unsafe to send (its values are not shown: one may be a
+    token)."""
+    for name, value in request.headers.raw:
+        if any(char in name or char in value for char in (b"\r", b"\n", b"\0")):
+            shown = name.decode("ascii", "replace")
+            return f"the request header {shown!r} holds a CR, LF or NUL character"
+    return "the request line holds a CR, LF or NUL character"
+
+
+def _read_more(conn: _Connection, attempt: Attempt | None, deadline: float | None) -> None:
+    """Read once from the socket (by `deadline`) and feed the parser; raise httpx's error if
+    that fails. The head is fed at most `MAX_HEAD` bytes: beyond, `MalformedAnswerError`."""
+    if conn.reads and deadline is not None:  # the first read has the whole read timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise httpx.ReadTimeout("timed out waiting for the rest of the answer")
+        conn.set_timeout(left)
+    conn.reads += 1
     try:
         data = conn.sock.recv(RECV_SIZE)
     except TimeoutError as exc:
@@ -452,16 +574,41 @@ def _read_more(conn: _Connection, attempt: Attempt | None) -> None:
     conn.answered = True
     if attempt is not None:
         attempt.answered = True
+    if conn.headers_done:
+        _feed(conn, data)
+        return
+    room = MAX_HEAD - conn.head_size
+    if len(data) <= room:
+        conn.head_size += len(data)
+        _feed(conn, data)
+    else:  # the parser gets no more of a head than the limit allows
+        conn.head_size = MAX_HEAD
+        _feed(conn, data[:room])
+        if not conn.headers_done:
+            conn.keep_alive = False
+            raise MalformedAnswerError(
+                f"the answer's head is longer than {MAX_HEAD // 1024} KiB, the most accepted"
+            )
+        _feed(conn, data[room:])
+    if conn.too_many_headers:
+        conn.keep_alive = False
+        raise MalformedAnswerError(
+            f"the answer has more than {MAX_HEADERS} headers, the most accepted"
+        )
+
+
+def _feed(conn: _Connection, data: bytes) -> None:
+    """Give `data` to the parser; `MalformedAnswerError` if it is not HTTP."""
     try:
         conn.parser.feed_data(data)
     except httptools.HttpParserUpgrade as exc:
         conn.keep_alive = False
-        raise httpx.RemoteProtocolError("the server switched protocols, unasked") from exc
+        raise MalformedAnswerError("the server switched protocols, unasked") from exc
     except httptools.HttpParserError as exc:
         if conn.complete:  # junk after a complete answer: only the connection is lost
             conn.keep_alive = False
             return
-        raise httpx.RemoteProtocolError(f"malformed HTTP answer: {exc}") from exc
+        raise MalformedAnswerError(f"llhttp cannot parse it: {exc}") from exc
 
 
 def _which(conn: _Connection | None) -> str:

@@ -10,9 +10,17 @@ back as virtjob errors, from one mapping:
 
 - the daemon cannot be reached, does not answer in time, or breaks the connection:
   `ConnectError`, naming the socket or host and saying what to check;
+- something answers, but not in HTTP (or with a head too big to be virtjobd's):
+  `ConnectError` saying so (sent once: it would answer the same way again);
 - 401: `AuthError`; any other error answer: the `VirtError` its ``code`` names
   (`virtjob.api.decode_error`), message included; an answer that is not what the API
-  promises: `InternalError`.
+  promises (not JSON, nested beyond what Python decodes, a redirect, a body over
+  `MAX_ANSWER` bytes or an event over `MAX_EVENT`): `InternalError`.
+
+What the daemon sends is bounded before it is kept: an answer's head by the HTTP transport
+(`http11.MAX_HEAD`), its body by `MAX_ANSWER`, each event of a stream by `MAX_EVENT`. The read
+timeout bounds a whole answer, not each read of it; an event stream has no end, so each of its
+events (or the daemon's keep-alive comments, every 15 s) must come within `EVENT_TIMEOUT`.
 
 **A keep-alive connection the daemon has closed is not an error.** The daemon may close a
 connection right after an answer (uvicorn does after a 500) or when it has been idle, and a
@@ -37,6 +45,7 @@ import json
 import logging
 import os
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -55,7 +64,7 @@ from virtjob.errors import (
 )
 from virtjob.uri import ConnectURI
 
-from .http11 import ATTEMPT, Attempt, HTTP11Transport
+from .http11 import ATTEMPT, Attempt, Body, BodyTooLarge, HTTP11Transport, MalformedAnswerError
 
 log = logging.getLogger("virtjob.remote")
 
@@ -66,6 +75,15 @@ TRANSPORT_PARAMS = frozenset({"socket", "token_file", "ca_file"})
 """URI parameters the remote driver uses itself; the others go to the hosted driver."""
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+"""Seconds a whole answer (head and body) may take once the request is sent."""
+EVENT_TIMEOUT = 45.0
+"""Seconds an event stream may stay silent: three of the daemon's keep-alive intervals (15 s)."""
+MAX_ANSWER = 16 * 1024 * 1024
+"""Most bytes of a JSON answer. The biggest the daemon sends is a job list: about 600 bytes a
+job, and it keeps 1000 ended jobs by default (``--retain-jobs``) besides those running: 16 MiB
+leaves room for some 28000."""
+MAX_EVENT = 1024 * 1024
+"""Most bytes of one server-sent event (a job's ``info`` is about 200)."""
 MAX_IDLE = 16
 """Idle keep-alive connections kept (one per client thread is what matters)."""
 KEEPALIVE_EXPIRY = 5.0
@@ -85,32 +103,47 @@ def _may_retry(method: str, exc: httpx.HTTPError, attempt: Attempt, tries: int) 
     the module docs); `attempt` is what the transport saw of the failed try."""
     if tries > STALE_RETRIES or not isinstance(exc, _DROPPED):
         return False  # (a timeout is never one of _DROPPED)
+    if isinstance(exc, MalformedAnswerError):
+        return False  # it would answer the same way again
     return attempt.stale or (tries == 1 and method in _SAFE_METHODS)
 
 
 def _read_token(uri: ConnectURI) -> str | None:
+    """The bearer token of `uri`: its ``token_file``'s content, else ``$VIRTJOB_TOKEN``, else
+    None. `InvalidArgError` if the file cannot be read or is empty, or if the token is not one
+    line of text (a control character would end the header it goes in and start another)."""
     path = uri.params.get("token_file")
     if path is None:
-        return os.environ.get(TOKEN_ENV) or None
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except OSError as exc:
-        raise InvalidArgError(f"cannot read token_file {path} of {uri}: {exc.strerror}") from exc
-    if not token:
-        raise InvalidArgError(f"token_file {path} of {uri} is empty")
+        token = os.environ.get(TOKEN_ENV) or None
+        source = f"${TOKEN_ENV}"
+    else:
+        source = f"token_file {path} of {uri}"
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise InvalidArgError(f"cannot read {source}: {exc.strerror}") from exc
+        except ValueError as exc:  # not UTF-8
+            raise InvalidArgError(f"{source} is not UTF-8 text: {exc}") from exc
+        if not token:
+            raise InvalidArgError(f"{source} is empty")
+    if token is not None and not _one_line(token):
+        raise InvalidArgError(
+            f"the token in {source} holds a line break or another control character; a token"
+            f" must be one line of text: write it alone on the first line"
+        )
     return token
 
 
-def _body(response: httpx.Response) -> bytes:
-    """All of `response`'s body, read from its stream (httpx's `read()` does the same with
-    decoders the daemon's plain answers do not need); the stream is closed afterwards."""
-    stream = response.stream
-    assert isinstance(stream, httpx.SyncByteStream)
+def _one_line(text: str) -> bool:
+    """True if `text` has no control character (C0, DEL, C1) and can be encoded in UTF-8."""
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text):
+        return False
     try:
-        return b"".join(stream)
-    finally:
-        stream.close()
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate ($VIRTJOB_TOKEN with undecodable bytes)
+        return False
+    return True
 
 
 class Transport:
@@ -219,18 +252,26 @@ class Transport:
         return self._decode(method, target, response.status_code, content)
 
     def events(self, path: str, params: dict[str, Any]) -> EventStream:
-        """Open a server-sent-event stream (no read timeout: events come when they come);
-        raises like `call` if it cannot be opened."""
+        """Open a server-sent-event stream (each event must come within `EVENT_TIMEOUT`, see
+        `EventStream`); raises like `call` if it cannot be opened."""
         target = f"{path}?{urlencode(params)}"
-        timeouts = {**self._timeouts, "read": None}
+        timeouts = {**self._timeouts, "read": EVENT_TIMEOUT}
         response, _ = self._send("GET", target, self._event_headers, _EMPTY, timeouts, read=False)
-        if response.status_code >= 400:
+        status = response.status_code
+        if status >= 300:
             try:
-                content = _body(response)
+                content = self._body("GET", target, response)
             except httpx.HTTPError as exc:
                 raise self._connect_error(exc) from exc
-            raise self._answer_error(response.status_code, content)
-        return EventStream(self, response)
+            raise self._answer_error(status, content, "GET", target)
+        kind = response.headers.get("content-type", "")
+        if not kind.startswith("text/event-stream"):
+            response.close()
+            raise InternalError(
+                f"virtjobd at {self.where} answered GET {target} with {kind or 'no type'}, not"
+                f" an event stream (text/event-stream); check what listens there"
+            )
+        return EventStream(self, response, target)
 
     def _send(
         self,
@@ -248,9 +289,16 @@ class Transport:
             raise self._closed_error()
         url = self._urls.get(target)
         if url is None:
+            try:
+                url = httpx.URL(self._origin + target)
+            except httpx.InvalidURL as exc:  # a control character in the host, 64 KiB of query
+                raise InvalidArgError(
+                    f"cannot make the URL of {method} {target[:100]} to virtjobd at"
+                    f" {self.where}: {exc}; check the host and the parameters of {self.uri}"
+                ) from exc
             if len(self._urls) >= URLS_KEPT:
                 self._urls.clear()
-            url = self._urls[target] = httpx.URL(self._origin + target)
+            self._urls[target] = url
         tries = 1
         while True:
             attempt = Attempt()
@@ -263,7 +311,12 @@ class Transport:
             )
             try:
                 response = self._http.handle_request(request)
-                return response, _body(response) if read else b""
+                return response, self._body(method, target, response) if read else b""
+            except httpx.LocalProtocolError as exc:  # nothing was sent
+                raise InternalError(
+                    f"virtjob built a request it cannot send ({method} {target} to virtjobd at"
+                    f" {self.where}): {exc}"
+                ) from exc
             except httpx.HTTPError as exc:
                 if self._closed:
                     raise self._closed_error() from exc
@@ -280,17 +333,31 @@ class Transport:
             except RuntimeError as exc:  # the transport was closed
                 raise self._closed_error() from exc
 
+    def _body(self, method: str, target: str, response: httpx.Response) -> bytes:
+        """All of `response`'s body (at most `MAX_ANSWER` bytes, else `InternalError`); its
+        connection goes back to the pool, or is closed if the body was not read whole."""
+        stream = response.stream
+        assert isinstance(stream, Body)
+        try:
+            return stream.read(MAX_ANSWER)
+        except BodyTooLarge as exc:
+            raise InternalError(
+                f"virtjobd at {self.where} answered {method} {target} with more than"
+                f" {MAX_ANSWER // (1024 * 1024)} MiB ({exc}); that is not an answer of"
+                f" virtjobd's: check what listens there"
+            ) from exc
+
     def _decode(self, method: str, target: str, status: int, content: bytes) -> Any:
         if status == 204:
             return None
-        if status >= 400:
-            raise self._answer_error(status, content)
+        if status >= 300:
+            raise self._answer_error(status, content, method, target)
         try:
             return json.loads(content)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InternalError(
                 f"virtjobd at {self.where} answered {method} {target} with something that is"
-                f" not JSON: {content[:200]!r}"
+                f" not JSON{_nested(exc)}: {content[:200]!r}"
             ) from exc
 
     # -- errors -------------------------------------------------------------------------------
@@ -315,15 +382,27 @@ class Transport:
             )
         else:
             hint = "is virtjobd running and listening there (virtjobd --listen tcp:HOST:PORT)?"
+        if isinstance(exc, MalformedAnswerError):
+            return ConnectError(
+                f"what answers at {self.where} is not virtjobd, or not one this client can talk"
+                f" to: it answered with malformed HTTP ({reason}); check that the URI"
+                f" {self.uri} names virtjobd's {'socket' if self.socket else 'address'}"
+            )
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return ConnectError(f"cannot reach virtjobd at {self.where}: {reason}; {hint}")
         return ConnectError(f"the connection to virtjobd at {self.where} broke: {reason}; {hint}")
 
-    def _answer_error(self, status: int, content: bytes) -> VirtError:
-        """The error an error answer (HTTP `status`, body `content`) stands for."""
+    def _answer_error(self, status: int, content: bytes, method: str, target: str) -> VirtError:
+        """The error an answer that is not a success (HTTP `status` 300 or more, body
+        `content`) to `method` `target` stands for."""
+        if 300 <= status < 400:
+            return InternalError(
+                f"virtjobd at {self.where} answered {method} {target} with an unexpected"
+                f" redirect (HTTP {status}); virtjobd never redirects: check what listens there"
+            )
         try:
             data = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         is_error = isinstance(data, dict) and "code" in data and "message" in data
         if status == 401:
@@ -336,47 +415,132 @@ class Transport:
         return decode_error(data)
 
 
+def _nested(exc: Exception) -> str:
+    """What to add to "not JSON" when `exc` is the decoder's RecursionError."""
+    return " (nested deeper than Python decodes)" if isinstance(exc, RecursionError) else ""
+
+
 class EventStream:
     """The decoded ``data`` of each event of an open SSE response; `close()` when done.
 
-    Iterating raises `ConnectError` if the connection breaks, `InternalError` for an event
-    that is not JSON; it stops when the daemon ends the stream.
+    Lines end with LF, CRLF or CR; ``data:`` lines make an event, a blank line ends it, other
+    fields and ``:`` comments (the daemon's keep-alives) are skipped. Iterating raises
+    `ConnectError` if the connection breaks or if neither an event nor a keep-alive comes for
+    `EVENT_TIMEOUT` seconds, `InternalError` for an event that is not JSON or longer than
+    `MAX_EVENT` bytes; it stops when the daemon ends the stream, or once `close()` was called
+    (from any thread: one blocked reading wakes).
     """
 
-    def __init__(self, transport: Transport, response: httpx.Response) -> None:
+    def __init__(self, transport: Transport, response: httpx.Response, target: str) -> None:
         self._transport = transport
         self._response = response
-        self._lines: Iterator[str] = response.iter_lines()
+        self._target = target
+        body = response.stream
+        assert isinstance(body, Body)
+        self._body = body
+        self._lines = _lines(body)  # (no reference back to self: __del__ closes it at once)
+        self._closed = False
 
     def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> Json:
-        data: list[str] = []
+        where = self._transport.where
+        data: list[bytes] = []
+        size = 0
         try:
             for line in self._lines:
-                if not line:
+                if not line:  # an event, or a keep-alive comment, is complete
+                    self._body.deadline = time.monotonic() + EVENT_TIMEOUT
                     if data:
-                        decoded: Json = json.loads("\n".join(data))
+                        decoded: Json = json.loads(b"\n".join(data).decode())
                         return decoded
                     continue
-                if line.startswith("data:"):
-                    data.append(line[5:].lstrip(" "))
+                if line.startswith(b"data:"):
+                    value = line[6:] if line.startswith(b"data: ") else line[5:]
+                    size += len(value) + 1
+                    if size > MAX_EVENT:
+                        raise _TooLong
+                    data.append(value)
                 # other fields ("event:", "id:") and ": comments" carry nothing we need
         except httpx.HTTPError as exc:
+            closed_here = self._closed
             self.close()
             if self._transport._closed:
                 raise self._transport._closed_error() from exc
+            if closed_here:  # by close(), from another thread: the stream just ends
+                raise StopIteration from exc
+            if isinstance(exc, httpx.ReadTimeout):
+                raise ConnectError(
+                    f"no complete event and no keep-alive came from virtjobd at {where} on GET"
+                    f" {self._target} for {EVENT_TIMEOUT:g} s (it sends one every 15 s); the"
+                    f" daemon or the network to it is stuck: look the job up again"
+                ) from exc
             raise self._transport._connect_error(exc) from exc
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             self.close()
-            raise InternalError(f"virtjobd sent a malformed event: {exc}") from exc
+            raise InternalError(
+                f"virtjobd at {where} sent a malformed event on GET {self._target}"
+                f"{_nested(exc)}: {exc}"
+            ) from exc
+        except _TooLong as exc:
+            self.close()
+            raise self._too_long() from exc
         self.close()
         raise StopIteration
 
+    def _too_long(self) -> InternalError:
+        """The error for an event (or a line) longer than `MAX_EVENT`."""
+        return InternalError(
+            f"virtjobd at {self._transport.where} sent an event longer than"
+            f" {MAX_EVENT // 1024} KiB on GET {self._target}; that is not an event of"
+            f" virtjobd's: check what listens there"
+        )
+
     def close(self) -> None:
-        """Close the stream's connection."""
+        """Close the stream's connection; a thread blocked reading it wakes, and iterating
+        stops."""
+        self._closed = True
         self._response.close()
 
     def __del__(self) -> None:
         self._response.close()
+
+
+class _TooLong(Exception):
+    """An event stream's line or event is longer than `MAX_EVENT`."""
+
+
+def _lines(body: Body) -> Iterator[bytes]:
+    """The lines of an event stream, without their ends (LF, CRLF or CR); `_TooLong` for one
+    over `MAX_EVENT` bytes (what is kept of a line never grows beyond that)."""
+    pending: list[bytes] = []
+    size = 0
+    after_cr = False  # the last line ended with CR: a LF first in the next piece is its end
+    for received in body:
+        piece = received[1:] if after_cr and received.startswith(b"\n") else received
+        after_cr = False
+        if b"\n" not in piece and b"\r" not in piece:
+            size += len(piece)
+            if size > MAX_EVENT:
+                raise _TooLong
+            pending.append(piece)
+            continue
+        if pending:
+            pending.append(piece)
+            lines = b"".join(pending).splitlines(keepends=True)
+            pending.clear()
+        else:
+            lines = piece.splitlines(keepends=True)
+        last = lines[-1]
+        if last.endswith((b"\n", b"\r")):
+            size = 0
+            after_cr = last.endswith(b"\r")
+        else:  # a line still coming
+            lines.pop()
+            pending.append(last)
+            size = len(last)
+            if size > MAX_EVENT:
+                raise _TooLong
+        for line in lines:
+            yield line.rstrip(b"\r\n")
