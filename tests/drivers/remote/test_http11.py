@@ -13,7 +13,7 @@ import pytest
 from tests.daemon.conftest import SAFETY, DaemonProcess
 from tests.drivers.remote.conftest import Serve
 from tests.drivers.remote.rawserver import Peer
-from virtjob.drivers.remote.http11 import ATTEMPT, Attempt, HTTP11Transport
+from virtjob.drivers.remote.http11 import ATTEMPT, Attempt, Body, HTTP11Transport
 
 OK = b'{"ok": true}'
 
@@ -194,3 +194,27 @@ def test_a_header_with_cr_lf_or_nul_is_refused(
         assert value not in str(caught.value), "a header value may be a secret"
     assert get(transport)[0].read() == OK
     assert server.lines() == [b"GET /v1/ok HTTP/1.1"], "only the sound request was sent"
+
+
+def test_a_body_closed_between_reads_raises_httpx_errors(
+    serve: Serve, transports: list[HTTP11Transport]
+) -> None:
+    """What a reader sees when another thread closes the body between two of its reads (made
+    deterministic here by closing it from the same thread): httpx's ReadError, not OSError."""
+
+    def handler(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.send_drained(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            peer.send(b"3\r\nabc\r\n")  # read by the body, after the head
+            peer.wait_closed()
+
+    server = serve(handler)
+    transport = make(transports, server.path)
+    response, _ = get(transport)
+    body = response.stream
+    assert isinstance(body, Body)
+    pieces = iter(body)
+    assert next(pieces) == b"abc"
+    body.close()
+    with pytest.raises(httpx.ReadError):
+        next(pieces)

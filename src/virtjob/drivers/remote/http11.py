@@ -555,9 +555,12 @@ def _read_more(conn: _Connection, attempt: Attempt | None, deadline: float | Non
         left = deadline - time.monotonic()
         if left <= 0:
             raise httpx.ReadTimeout("timed out waiting for the rest of the answer")
-        conn.set_timeout(left)
+    else:
+        left = None
     conn.reads += 1
     try:
+        if left is not None:
+            conn.set_timeout(left)  # (fails like recv on a socket closed by another thread)
         data = conn.sock.recv(RECV_SIZE)
     except TimeoutError as exc:
         raise httpx.ReadTimeout(f"timed out waiting for the answer ({exc})") from exc
