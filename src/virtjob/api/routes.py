@@ -55,7 +55,15 @@ class Route:
 
 
 def quote_segment(text: str) -> str:
-    """`text` escaped to be exactly one path segment."""
+    """`text` escaped to be exactly one path segment.
+
+    Every reserved character is escaped (``/`` too, as ``%2F``), and so is a segment that is
+    ``.`` or ``..`` (as ``%2E`` and ``%2E%2E``): URL clients (httpx among them) resolve such
+    dot segments away, so ``/jobs/..`` would reach ``/`` instead of the job named "..".
+    Raises `UnicodeEncodeError` for text that has no UTF-8 form (a lone surrogate).
+    """
+    if text in (".", ".."):
+        return "%2E" * len(text)
     return quote(text, safe="")
 
 

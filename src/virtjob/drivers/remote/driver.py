@@ -24,11 +24,18 @@ from virtjob.drivers.base import (
     NetworkInfo,
     NetworkRef,
 )
-from virtjob.errors import InvalidArgError, NoJobError, NoSupportError
+from virtjob.errors import (
+    InvalidArgError,
+    NoDomainError,
+    NoJobError,
+    NoNetworkError,
+    NoSupportError,
+)
 from virtjob.jobs import Job
 from virtjob.uri import ConnectURI
 
 from .jobs import RemoteJobDriver
+from .keys import key_problem, shown
 from .transport import TRANSPORT_PARAMS, Json, Transport
 
 
@@ -100,7 +107,11 @@ class RemoteDriver:
         return [objects.decode_domain_ref(item) for item in _list(self._send("list_domains"))]
 
     def lookup_domain(self, key: str) -> DomainRef:
-        """The domain named `key` or with UUID `key`."""
+        """The domain named `key` or with UUID `key`; `NoDomainError` if none (at once, without
+        asking the daemon, for a key no domain can have: see `keys`)."""
+        problem = key_problem(key, "domain name or UUID")
+        if problem is not None:
+            raise NoDomainError(f"no domain {shown(key)} on {self.host}: {problem}")
         info = objects.decode_domain_info(self._send("lookup_domain", key))
         return DomainRef(info.name, info.uuid)
 
@@ -165,7 +176,11 @@ class RemoteDriver:
         return [objects.decode_network_ref(item) for item in _list(self._send("list_networks"))]
 
     def lookup_network(self, key: str) -> NetworkRef:
-        """The network named `key` or with UUID `key`."""
+        """The network named `key` or with UUID `key`; `NoNetworkError` if none (at once,
+        without asking the daemon, for a key no network can have: see `keys`)."""
+        problem = key_problem(key, "network name or UUID")
+        if problem is not None:
+            raise NoNetworkError(f"no network {shown(key)} on {self.host}: {problem}")
         info = objects.decode_network_info(self._send("lookup_network", key))
         return NetworkRef(info.name, info.uuid)
 
