@@ -21,6 +21,7 @@ from tests.drivers.remote.conftest import Serve
 from tests.drivers.remote.rawserver import Handler, Peer
 from virtjob.api.document import JobDocument, encode_job
 from virtjob.drivers.remote import transport as transport_module
+from virtjob.drivers.remote.driver import RemoteDriver
 from virtjob.drivers.remote.http11 import MAX_HEAD, MAX_HEADERS
 from virtjob.drivers.remote.jobs import RemoteJobDriver
 from virtjob.drivers.remote.transport import MAX_ANSWER, MAX_EVENT, Transport
@@ -404,3 +405,30 @@ def test_long_polls_answered_at_once_are_paced(serve: Serve, transports: list[Tr
         RemoteJobDriver(transport).job_wait(JOB_ID, 1.0)
     polls = [line for line in server.lines() if b"/wait?" in line]
     assert 1 <= len(polls) <= 8
+
+
+# -- listings --------------------------------------------------------------------------------
+
+
+def test_a_job_this_client_cannot_read_is_left_out_of_the_list(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newer daemon's job (a kind this version lacks) costs that job, not the whole list."""
+    newer = json.loads(document("ba9876543210"))
+    newer["kind"] = "domain-migrate"
+    listing = json.dumps([json.loads(document()), newer]).encode()
+    caps = {"driver": "test", "job_kinds": [], "networks": True, "hypervisor": "test"}
+    host = json.dumps({"uri": "test:///default", "capabilities": caps}).encode()
+
+    def handler(peer: Peer) -> None:
+        while (request := peer.read_request()) is not None:
+            peer.answer("200 OK", listing if b"/jobs" in request.line else host)
+
+    server = serve(handler)
+    driver = RemoteDriver(parse_uri(server.uri()))
+    try:
+        assert [job.id for job in driver.list_jobs()] == [JOB_ID]
+    finally:
+        driver.close()
+    assert "a job left out" in caplog.text
+    assert "domain-migrate" in caplog.text
