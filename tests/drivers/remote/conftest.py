@@ -16,6 +16,8 @@ from tests.daemon.conftest import (  # noqa: F401 - fixtures re-exported for thi
     slow_conn,
 )
 from tests.drivers.remote.rawserver import Handler, RawServer
+from virtjob.drivers.remote.transport import Transport
+from virtjob.uri import parse_uri
 
 Serve = Callable[..., RawServer]
 
@@ -36,3 +38,19 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def transports() -> Iterator[list[Transport]]:
+    """Transports the test opens (`open_transport`), closed afterwards."""
+    opened: list[Transport] = []
+    yield opened
+    for transport in opened:
+        transport.close()
+
+
+def open_transport(opened: list[Transport], uri: str) -> Transport:
+    """A transport to `uri`, kept in `opened` (the `transports` fixture) to be closed."""
+    transport = Transport(parse_uri(uri))
+    opened.append(transport)
+    return transport

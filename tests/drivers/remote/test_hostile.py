@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from tests.daemon.conftest import SAFETY
-from tests.drivers.remote.conftest import Serve
+from tests.drivers.remote.conftest import Serve, open_transport
 from tests.drivers.remote.rawserver import Handler, Peer
 from virtjob.api.document import JobDocument, encode_job
 from virtjob.drivers.remote import transport as transport_module
@@ -49,22 +48,6 @@ def info_event(state: JobState) -> bytes:
     """One server-sent event carrying a job's info."""
     info = json.loads(document(state=state))["info"]
     return b"data: " + json.dumps(info).encode() + b"\n\n"
-
-
-@pytest.fixture
-def transports() -> Iterator[list[Transport]]:
-    """Transports the test opens, closed afterwards."""
-    opened: list[Transport] = []
-    yield opened
-    for transport in opened:
-        transport.close()
-
-
-def open_transport(opened: list[Transport], uri: str) -> Transport:
-    """A transport to `uri`, closed after the test."""
-    transport = Transport(parse_uri(uri))
-    opened.append(transport)
-    return transport
 
 
 def answering(answer: bytes) -> Handler:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 
 import pytest
 
 import virtjob
 from tests.daemon.conftest import SAFETY, DaemonProcess
-from tests.drivers.remote.conftest import Serve
+from tests.drivers.remote.conftest import Serve, open_transport
 from tests.drivers.remote.rawserver import Peer
 from virtjob.api.routes import API_PREFIX, JOB_ROUTES
 from virtjob.drivers.remote.transport import Transport
-from virtjob.uri import parse_uri
 
 CANNOT_EXIST = {
     "huge": ("a" * 70000, "longer than 64 characters"),
@@ -32,22 +30,6 @@ def keep_answering(peer: Peer) -> None:
     """Answer every request with 200 and ``{}`` until the client closes."""
     while peer.read_request() is not None:
         peer.answer("200 OK", b"{}")
-
-
-@pytest.fixture
-def transports() -> Iterator[list[Transport]]:
-    """Transports the test opens, closed afterwards."""
-    opened: list[Transport] = []
-    yield opened
-    for transport in opened:
-        transport.close()
-
-
-def open_transport(opened: list[Transport], uri: str) -> Transport:
-    """A transport to `uri`, closed after the test."""
-    transport = Transport(parse_uri(uri))
-    opened.append(transport)
-    return transport
 
 
 def sent(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -9,13 +9,12 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.daemon.conftest import SAFETY
-from tests.drivers.remote.conftest import Serve
+from tests.drivers.remote.conftest import Serve, open_transport
 from tests.drivers.remote.rawserver import Peer
 from virtjob.drivers.remote.transport import Transport
 from virtjob.errors import (
@@ -37,22 +36,6 @@ def keep_answering(peer: Peer) -> None:
     """Answer every request with 200 and ``{"ok": true}`` until the client closes."""
     while peer.read_request() is not None:
         peer.answer("200 OK", OK, "content-type: application/json")
-
-
-@pytest.fixture
-def transports() -> Iterator[list[Transport]]:
-    """Transports the test opens, closed afterwards."""
-    opened: list[Transport] = []
-    yield opened
-    for transport in opened:
-        transport.close()
-
-
-def open_transport(opened: list[Transport], uri: str) -> Transport:
-    """A transport to `uri`, closed after the test."""
-    transport = Transport(parse_uri(uri))
-    opened.append(transport)
-    return transport
 
 
 # -- what goes out ---------------------------------------------------------------------------
