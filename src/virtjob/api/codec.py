@@ -144,3 +144,11 @@ class DataclassCodec(Generic[T]):
             except (TypeError, ValueError, AttributeError, OverflowError) as exc:
                 raise MalformedError(f"{self.cls.__name__}.{name}: {exc}") from exc
         return self.cls(**values)
+
+    def decode_from_peer(self, data: Any, what: str) -> T:
+        """`decode`, a malformed value reported as the `InternalError` (`malformed`) that
+        names `what` the peer sent."""
+        try:
+            return self.decode(data)
+        except MalformedError as exc:
+            raise malformed(what, data, exc) from exc

@@ -26,7 +26,7 @@ from virtjob.errors import InternalError, VirtError
 from virtjob.jobs.types import JobInfo, JobKind, JobOutcome, JobState
 from virtjob.refs import DomainRef, NetworkRef
 
-from .codec import DataclassCodec, MalformedError, malformed
+from .codec import DataclassCodec, MalformedError
 from .errors import decode_error, encode_error
 from .refs import decode_ref, encode_ref
 
@@ -133,10 +133,7 @@ def encode_info(info: JobInfo) -> dict[str, Any]:
 
 def decode_info(data: Any) -> JobInfo:
     """A `JobInfo`; `InternalError` if malformed."""
-    try:
-        return _INFO.decode(data)
-    except MalformedError as exc:
-        raise malformed("job info", data, exc) from exc
+    return _INFO.decode_from_peer(data, "job info")
 
 
 def encode_job(document: JobDocument) -> dict[str, Any]:
@@ -144,22 +141,23 @@ def encode_job(document: JobDocument) -> dict[str, Any]:
     return _JOB.encode(document)
 
 
+def _versioned(data: Any) -> Any:
+    """`data` with ``"schema": 1`` if it is a document without one (virtjob 0.1's)."""
+    if isinstance(data, dict) and "schema" not in data:
+        return {**data, "schema": 1}
+    return data
+
+
 def decode_job(data: Any) -> JobDocument:
     """A `JobDocument`; `InternalError` naming the bad field if malformed. A document without
     ``schema`` (virtjob 0.1's) is schema 1."""
-    if isinstance(data, dict) and "schema" not in data:
-        data = {**data, "schema": 1}
-    try:
-        return _JOB.decode(data)
-    except MalformedError as exc:
-        raise malformed("job", data, exc) from exc
+    return _JOB.decode_from_peer(_versioned(data), "job")
 
 
 def decode_stored_job(data: Any) -> JobDocument:
     """A `JobDocument` read back from storage; `InternalError` if it is not one (a damaged
     database) saying so, not blaming a daemon version."""
-    if isinstance(data, dict) and "schema" not in data:
-        data = {**data, "schema": 1}
+    data = _versioned(data)
     try:
         return _JOB.decode(data)
     except MalformedError as exc:

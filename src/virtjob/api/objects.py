@@ -56,10 +56,7 @@ def encode_domain_info(info: DomainInfo) -> dict[str, Any]:
 
 def decode_domain_info(data: Any) -> DomainInfo:
     """A `DomainInfo`; `InternalError` if malformed."""
-    try:
-        return _DOMAIN_INFO.decode(data)
-    except MalformedError as exc:
-        raise malformed("domain info", data, exc) from exc
+    return _DOMAIN_INFO.decode_from_peer(data, "domain info")
 
 
 def encode_network_info(info: NetworkInfo) -> dict[str, Any]:
@@ -69,10 +66,7 @@ def encode_network_info(info: NetworkInfo) -> dict[str, Any]:
 
 def decode_network_info(data: Any) -> NetworkInfo:
     """A `NetworkInfo`; `InternalError` if malformed."""
-    try:
-        return _NETWORK_INFO.decode(data)
-    except MalformedError as exc:
-        raise malformed("network info", data, exc) from exc
+    return _NETWORK_INFO.decode_from_peer(data, "network info")
 
 
 def encode_capabilities(caps: Capabilities) -> dict[str, Any]:
@@ -82,7 +76,4 @@ def encode_capabilities(caps: Capabilities) -> dict[str, Any]:
 
 def decode_capabilities(data: Any) -> Capabilities:
     """`Capabilities`; `InternalError` if malformed."""
-    try:
-        return _CAPABILITIES.decode(data)
-    except MalformedError as exc:
-        raise malformed("capabilities", data, exc) from exc
+    return _CAPABILITIES.decode_from_peer(data, "capabilities")
